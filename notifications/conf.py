@@ -1,0 +1,47 @@
+"""
+The app's settings and their defaults, in one place.
+
+Read them through `app_settings.NAME` rather than `django.conf.settings`, so every module sees
+the same defaults and tests can change them with `override_settings`.
+"""
+
+from django.conf import settings
+
+DEFAULTS = {
+    # django-redis cache alias whose connection carries the events.
+    "NOTIFICATIONS_REDIS_ALIAS": "default",
+    # Redis stream that carries events from Django to every relay process.
+    "NOTIFICATIONS_STREAM_KEY": "notifications:events",
+    # Directory of the bundled development Redis (notifications.devredis) that development
+    # commands start when it is not running; None when REDIS_URL names a real server.
+    "NOTIFICATIONS_BUNDLED_REDIS_DIR": None,
+    # Approximate number of events the stream retains for relays and resuming clients.
+    "NOTIFICATIONS_STREAM_MAXLEN": 10_000,
+    # "app_label.ModelName" of models whose saves and deletes publish model.* events.
+    "NOTIFICATIONS_TRACK_MODELS": [],
+    # Lifetime of a WebSocket ticket, in seconds.
+    "NOTIFICATIONS_TICKET_MAX_AGE": 60,
+    # ws:// or wss:// URL browsers use to reach the relay; empty: derived from the request host.
+    "WSSERVER_PUBLIC_URL": "",
+    # Port the derived WSSERVER_PUBLIC_URL points at (runwsserver's default port).
+    "WSSERVER_PORT": 8765,
+    # Full origins ("https://app.example.com") allowed to open cookie-authenticated sockets,
+    # in addition to the hosts of ALLOWED_HOSTS.
+    "WSSERVER_ALLOWED_ORIGINS": [],
+    # Seconds a ticket-mode client has to send its `auth` message.
+    "WSSERVER_AUTH_TIMEOUT": 10,
+    # Largest frame a client may send, in bytes.
+    "WSSERVER_MAX_MESSAGE_SIZE": 64 * 1024,
+    # Most topics one connection may hold.
+    "WSSERVER_MAX_TOPICS": 100,
+}
+
+
+class AppSettings:
+    def __getattr__(self, name):
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown notifications setting {name!r}.")
+        return getattr(settings, name, DEFAULTS[name])
+
+
+app_settings = AppSettings()

@@ -1,0 +1,94 @@
+"""
+Events are the source of truth; Redis only carries them.
+
+An event is stored once however large its audience. Who receives an inbox event is kept as a
+few `Recipient` rows (a user, a group, or everyone / all staff), resolved when someone reads or
+connects, so `notify(group)` and `announce()` cost the same for ten users as for a million.
+Events about objects (admin activity, tracked models) need no recipients: their audience is
+whoever may view that model. Read state is kept per user and per event, only once read.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Kind(models.TextChoices):
+    ADMIN_ADDITION = "admin.addition", "Admin addition"
+    ADMIN_CHANGE = "admin.change", "Admin change"
+    ADMIN_DELETION = "admin.deletion", "Admin deletion"
+    MODEL_CREATED = "model.created", "Model created"
+    MODEL_UPDATED = "model.updated", "Model updated"
+    MODEL_DELETED = "model.deleted", "Model deleted"
+    NOTIFICATION = "notification", "Notification"
+    ANNOUNCEMENT = "announcement", "Announcement"
+
+
+OBJECT_KINDS = frozenset(kind for kind in Kind.values if kind.startswith(("admin.", "model.")))
+
+
+class Audience(models.TextChoices):
+    ALL = "all", "All users"
+    STAFF = "staff", "Staff"
+
+
+class Event(models.Model):
+    kind = models.CharField(max_length=32, default=Kind.NOTIFICATION, db_index=True)
+    title = models.CharField(max_length=255)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=500, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The object the event is about, as "app_label.model_name", its primary key and its str().
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=255, blank=True)
+    target_repr = models.CharField(max_length=200, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="notif_event_target")]
+
+    def __str__(self):
+        return f"{self.kind}: {self.title}"
+
+
+class Recipient(models.Model):
+    """One addressee of an inbox event: exactly one of a user, a group or an audience."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="recipients")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    audience = models.CharField(max_length=16, choices=Audience.choices, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="notif_recipient_one_addressee",
+                condition=(
+                    models.Q(user__isnull=False, group__isnull=True, audience="")
+                    | models.Q(user__isnull=True, group__isnull=False, audience="")
+                    | models.Q(user__isnull=True, group__isnull=True, audience__in=Audience.values)
+                ),
+            )
+        ]
+        indexes = [models.Index(fields=["audience", "event"], name="notif_recipient_audience")]
+
+    def __str__(self):
+        return f"{self.user or self.group or self.audience} ← event {self.event_id}"
+
+
+class Receipt(models.Model):
+    """A user has read an event."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="receipts")
+    read_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "event"], name="notif_receipt_once")]
+
+    def __str__(self):
+        return f"{self.user} read event {self.event_id}"

@@ -1,0 +1,30 @@
+"""`python manage.py seeddemo`: create (or reset) the demo users and print their credentials."""
+
+from django.contrib.auth.models import Group, Permission
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+DEMO_USERS = [
+    # username, password, is_superuser, is_staff, in group Support, what they can do
+    ("admin", "admin-demo-pw", True, True, False, "superuser: edits anything in the admin"),
+    ("alice", "alice-demo-pw", False, True, True, "staff in group Support (may view users and groups): sees their admin edits"),
+    ("bob", "bob-demo-pw", False, False, False, "a plain user: sees only his own inbox and announcements"),
+]
+
+
+class Command(BaseCommand):
+    help = "Creates the demo users (admin, alice, bob) with known passwords; safe to run again."
+
+    def handle(self, *args, **options):
+        support, _ = Group.objects.get_or_create(name="Support")
+        support.permissions.set(Permission.objects.filter(content_type__app_label="auth", codename__in=["view_user", "view_group"]))
+        User = get_user_model()
+        for username, password, is_superuser, is_staff, in_support, _ in DEMO_USERS:
+            user, _ = User.objects.get_or_create(username=username)
+            user.is_superuser, user.is_staff, user.is_active = is_superuser, is_staff, True
+            user.set_password(password)
+            user.save()
+            user.groups.set([support] if in_support else [])
+        self.stdout.write("Demo users (username / password):")
+        for username, password, *_, role in DEMO_USERS:
+            self.stdout.write(f"  {username:<6} / {password:<14} {role}")

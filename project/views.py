@@ -1,0 +1,23 @@
+"""The demo site's page: log in, send yourself a notification, watch events arrive live."""
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+
+from notifications import notify
+
+
+class SelfNotificationForm(forms.Form):
+    title = forms.CharField(max_length=255, initial="Hello from the demo")
+    body = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+@login_required
+def home(request):
+    form = SelfNotificationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        notify(request.user, form.cleaned_data["title"], body=form.cleaned_data["body"], actor=request.user)
+        messages.success(request, "Sent. It arrives below as soon as the transaction commits.")
+        return redirect("home")
+    return render(request, "project/home.html", {"form": form})

@@ -1,0 +1,106 @@
+"""
+Who is on the other end of a socket: the session cookie at the handshake, or a ticket.
+
+Cookie handshakes are browsers sending their Django session automatically, which a hostile
+page could also make them do (cross-site WebSocket hijacking). So a handshake that carries the
+session cookie must come from an allowed Origin, or it is refused with 403 before any session
+is read. Allowed: the hosts of ALLOWED_HOSTS (any port, http or https; with DEBUG and no
+ALLOWED_HOSTS, localhost, 127.0.0.1 and [::1], as Django itself does) and the full origins of
+WSSERVER_ALLOWED_ORIGINS. A handshake without a usable session waits for a ticket instead.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+from notifications.conf import app_settings
+from notifications.sessions import user_for_session_key
+from notifications.tickets import authenticate_ticket
+
+from . import protocol
+from .threads import run_sync
+
+logger = logging.getLogger(__name__)
+
+WEBSOCKET_PATH = "/ws/"
+
+
+@dataclass
+class Identity:
+    user: object
+    session_key: str
+    method: str  # "cookie" or "ticket"
+
+
+def allowed_hosts():
+    if settings.DEBUG and not settings.ALLOWED_HOSTS:
+        return [".localhost", "127.0.0.1", "[::1]"]
+    return settings.ALLOWED_HOSTS
+
+
+def origin_allowed(origin):
+    if not origin:
+        return False
+    origin = origin.lower().rstrip("/")
+    if origin in {o.lower().rstrip("/") for o in app_settings.WSSERVER_ALLOWED_ORIGINS}:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        return False
+    domain, _port = split_domain_port(parts.netloc)
+    return bool(domain) and validate_host(domain, allowed_hosts())
+
+
+def session_key_from_cookies(header):
+    if not header:
+        return None
+    cookies = SimpleCookie()
+    try:
+        cookies.load(header)
+    except CookieError:
+        return None
+    morsel = cookies.get(settings.SESSION_COOKIE_NAME)
+    return morsel.value if morsel else None
+
+
+async def check_handshake(connection, request):
+    """
+    websockets' process_request hook: refuse wrong paths (404) and cookie handshakes from
+    foreign origins (403); remember who a valid session cookie belongs to.
+    """
+    connection.identity = None
+    if urlsplit(request.path).path != WEBSOCKET_PATH:
+        return connection.respond(HTTPStatus.NOT_FOUND, "Not found: the WebSocket endpoint is /ws/.\n")
+    session_key = session_key_from_cookies(request.headers.get("Cookie"))
+    if session_key is None:
+        return None
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin):
+        logger.warning("Refused a cookie handshake from origin %r", origin)
+        return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden: this Origin may not use the session cookie.\n")
+    user = await run_sync(user_for_session_key, session_key)
+    if user is not None:
+        connection.identity = Identity(user, session_key, "cookie")
+    return None
+
+
+async def authenticate_first_message(connection):
+    """Wait for the ticket-mode `auth` message; the Identity it proves, or None."""
+    try:
+        frame = await asyncio.wait_for(connection.recv(), app_settings.WSSERVER_AUTH_TIMEOUT)
+        command = protocol.parse(frame, app_settings.WSSERVER_MAX_TOPICS)
+    except (TimeoutError, protocol.ProtocolError):
+        return None
+    if not isinstance(command, protocol.Auth):
+        return None
+    result = await run_sync(authenticate_ticket, command.token)
+    if result is None:
+        return None
+    user, session_key = result
+    return Identity(user, session_key, "ticket")

@@ -1,0 +1,86 @@
+"""
+Reading events from Redis: one reader per relay process, feeding the hub.
+
+The reader follows the stream that Django publishes to (notifications.publishing) with
+XREAD BLOCK from the last entry it handled. When Redis goes away it retries with exponential
+backoff and full jitter, then reads on from that same entry, so what was published meanwhile
+still arrives, in order.
+"""
+
+import asyncio
+import logging
+import random
+
+import redis.asyncio as aioredis
+from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from notifications.conf import app_settings
+from notifications.publishing import decode_message
+
+logger = logging.getLogger(__name__)
+
+BLOCK_MS = 5_000
+BATCH = 500
+BACKOFF_BASE = 0.1
+BACKOFF_MAX = 5.0
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def redis_url():
+    """The URL of the django-redis cache the app publishes through (its first, if several)."""
+    location = settings.CACHES[app_settings.NOTIFICATIONS_REDIS_ALIAS]["LOCATION"]
+    return location[0] if isinstance(location, (list, tuple)) else location
+
+
+def connect():
+    return aioredis.Redis.from_url(redis_url(), decode_responses=True, health_check_interval=30)
+
+
+def backoff_delays():
+    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**attempt))."""
+    attempt = 0
+    while True:
+        yield random.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt))
+        attempt += 1
+
+
+async def latest_entry_id(redis):
+    """The ID of the newest entry in the stream, "0-0" when it is empty, waiting for Redis if down."""
+    delays = backoff_delays()
+    while True:
+        try:
+            newest = await redis.xrevrange(app_settings.NOTIFICATIONS_STREAM_KEY, count=1)
+            return newest[0][0] if newest else "0-0"
+        except REDIS_DOWN as exc:
+            delay = next(delays)
+            logger.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+
+
+async def follow(redis, after, deliver):
+    """Call deliver(entry_id, routes, event_json) for each stream entry after `after`, forever."""
+    key = app_settings.NOTIFICATIONS_STREAM_KEY
+    delays = None
+    while True:
+        try:
+            response = await redis.xread({key: after}, count=BATCH, block=BLOCK_MS)
+        except REDIS_DOWN as exc:
+            delays = delays or backoff_delays()
+            delay = next(delays)
+            logger.warning("Lost Redis (%s); reconnecting in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            continue
+        if delays is not None:
+            logger.info("Redis is back; reading on after %s", after)
+            delays = None
+        for _stream, entries in response:
+            for entry_id, fields in entries:
+                try:
+                    routes, event_json = decode_message(fields)
+                except (KeyError, ValueError):
+                    logger.error("Skipping malformed stream entry %s", entry_id)
+                else:
+                    deliver(entry_id, routes, event_json)
+                after = entry_id

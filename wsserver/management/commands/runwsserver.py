@@ -1,0 +1,84 @@
+"""
+`python manage.py runwsserver [addr:port] [--noreload]`: the WebSocket relay, run like runserver.
+
+It takes the same address forms as runserver (`8765`, `0.0.0.0:8765`, `[::1]:8765`), reloads on
+code changes under DEBUG unless --noreload, and prints a banner once listening. When REDIS_URL
+is unset in development it starts the bundled Redis (notifications.devredis) if nobody has.
+"""
+
+import asyncio
+import os
+import re
+import sys
+from datetime import datetime
+
+import django
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.core.management.commands.runserver import naiveip_re
+from django.utils import autoreload
+
+from notifications import devredis
+from notifications.conf import app_settings
+from wsserver import server
+
+DEFAULT_ADDR = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+class Command(BaseCommand):
+    help = "Starts the WebSocket relay that pushes notification events to browsers."
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("addrport", nargs="?", help=f"Optional port number, or ipaddr:port (default {DEFAULT_ADDR}:{DEFAULT_PORT}).")
+        parser.add_argument("--noreload", action="store_false", dest="use_reloader", help="Do not use the auto-reloader.")
+
+    def handle(self, *args, addrport=None, use_reloader=True, **options):
+        self.addr, self.port = parse_addrport(addrport)
+        redis_process = None
+        bundled_dir = app_settings.NOTIFICATIONS_BUNDLED_REDIS_DIR
+        in_reloaded_child = os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) == "true"
+        if bundled_dir and not in_reloaded_child and not devredis.is_running(bundled_dir):
+            self.stdout.write(f"Starting the bundled Redis on {devredis.url(bundled_dir)}")
+            redis_process = devredis.start(bundled_dir)
+        try:
+            if use_reloader and settings.DEBUG:
+                autoreload.run_with_reloader(self.inner_run)
+            else:
+                self.inner_run()
+        finally:
+            if redis_process is not None:
+                devredis.stop(redis_process)
+
+    def inner_run(self):
+        self.check(display_num_errors=True)
+        try:
+            asyncio.run(server.run(self.addr, self.port, ready=self.print_banner))
+        except OSError as error:
+            raise CommandError(f"Could not listen on {self.addr}:{self.port}: {error.strerror or error}") from error
+
+    def print_banner(self, _server):
+        host = f"[{self.addr}]" if ":" in self.addr else self.addr
+        self.stdout.write(
+            f"{datetime.now().strftime('%B %d, %Y - %X')}\n"
+            f"Django version {django.get_version()}, using settings {settings.SETTINGS_MODULE!r}\n"
+            f"Starting WebSocket relay at ws://{host}:{self.port}/ws/\n"
+            f"Quit the server with {'CTRL-BREAK' if sys.platform == 'win32' else 'CONTROL-C'}."
+        )
+        self.stdout.flush()
+
+
+def parse_addrport(addrport):
+    """(addr, port) from runserver-style input; CommandError with the expected forms otherwise."""
+    if not addrport:
+        return DEFAULT_ADDR, DEFAULT_PORT
+    match = re.match(naiveip_re, addrport)
+    if match is None:
+        raise CommandError(f"{addrport!r} is not a port number or address:port pair.")
+    addr, ipv4, ipv6, fqdn, port = match.groups()
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"{port!r} is not a valid port number.")
+    if addr:
+        addr = addr[1:-1] if ipv6 else addr
+    return addr or DEFAULT_ADDR, int(port)
