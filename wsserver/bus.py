@@ -82,5 +82,8 @@ async def follow(redis, after, deliver):
                 except (KeyError, ValueError):
                     logger.error("Skipping malformed stream entry %s", entry_id)
                 else:
-                    deliver(entry_id, routes, event_json)
+                    try:
+                        deliver(entry_id, routes, event_json)
+                    except Exception:
+                        logger.exception("Could not deliver stream entry %s", entry_id)
                 after = entry_id

@@ -81,8 +81,13 @@ async def run(host, port, ready=None):
         ) as server:
             if ready is not None:
                 ready(server)
-            await stop.wait()
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait([stopping, reader], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
             logger.info("Shutting down: closing %d connection(s)", len(server.connections))
+        if reader.done():
+            # A relay that no longer reads events must not keep sockets open as if it did.
+            raise RuntimeError("The Redis reader stopped") from reader.exception()
     finally:
         reader.cancel()
         await redis.aclose()
