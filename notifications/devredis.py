@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 SOCKET_NAME = "redis.sock"
 
@@ -38,7 +40,10 @@ def binary():
 
 
 def is_running(directory):
-    client = redis.Redis(unix_socket_path=str(Path(directory) / SOCKET_NAME), socket_timeout=1)
+    # No retries: this asks "is it up now?", and redis-py would otherwise back off for seconds.
+    client = redis.Redis(
+        unix_socket_path=str(Path(directory) / SOCKET_NAME), socket_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     try:
         return client.ping()
     except (redis.exceptions.RedisError, OSError):
@@ -65,6 +70,9 @@ def start(directory, timeout=10.0):
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        # Its own session: a terminal's Ctrl-C reaches the servers using Redis, and whoever
+        # started Redis stops it after them.
+        start_new_session=True,
     )
     log.close()
     deadline = time.monotonic() + timeout

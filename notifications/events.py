@@ -11,7 +11,7 @@ groups and one for an audience.
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connections, router
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from .models import OBJECT_KINDS, Event, Recipient
 from .publishing import encode_message, publish_on_commit
@@ -60,7 +60,7 @@ def create_inbox_event(event, users=None, group_ids=(), audience=""):
 
 def _insert_user_recipients(event, users, database):
     """One INSERT ... SELECT for any number of users (bulk_create would batch by 999 params)."""
-    select_sql, params = users.values("pk").query.sql_with_params()
+    select_sql, params = users.values(recipient_id=F("pk")).query.sql_with_params()
     connection = connections[database]
     quote = connection.ops.quote_name
     recipient = Recipient._meta
@@ -68,7 +68,7 @@ def _insert_user_recipients(event, users, database):
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(recipient.db_table)} ({columns}) "
-            f"SELECT %s, chosen.{quote(users.model._meta.pk.column)}, %s FROM ({select_sql}) chosen",
+            f"SELECT %s, chosen.recipient_id, %s FROM ({select_sql}) chosen",
             (event.pk, "", *params),
         )
 

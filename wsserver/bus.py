@@ -13,6 +13,8 @@ import random
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -35,7 +37,19 @@ def redis_url():
 
 
 def connect():
-    return aioredis.Redis.from_url(redis_url(), decode_responses=True, health_check_interval=30)
+    """
+    The reader's client. Its socket timeout outlasts XREAD's BLOCK, or an idle stream would look
+    like a lost connection; redis-py's own retries are off, so follow()'s backoff is the only one
+    and every outage is logged.
+    """
+    return aioredis.Redis.from_url(
+        redis_url(),
+        decode_responses=True,
+        socket_timeout=BLOCK_MS / 1000 + 10,
+        socket_connect_timeout=5,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=30,
+    )
 
 
 def backoff_delays():

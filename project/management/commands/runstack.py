@@ -54,22 +54,20 @@ class Command(BaseCommand):
                 self.stdout.write("Stopped the bundled Redis.")
 
     def _wait(self, children):
-        """Until a signal, or until one child exits (then the stack is broken: stop it all)."""
+        """Until SIGINT or SIGTERM, or until a child exits (the stack is broken: stop it all)."""
         stopping = []
-        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-        try:
-            while not stopping and all(child.poll() is None for child in children):
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.append(True))
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
         for child in children:
             if child.poll() not in (None, 0, -signal.SIGINT, -signal.SIGTERM):
-                self.stderr.write(f"{' '.join(child.args[2:3])} exited with code {child.returncode}; stopping.")
+                self.stderr.write(f"{child.args[2]} exited with code {child.returncode}; stopping.")
 
     def _stop(self, children):
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.terminate()
         deadline = time.monotonic() + 10
         for child in children:
             try:

@@ -44,4 +44,14 @@ async function connect() {
   socket.onclose = () => { setState("offline"); setTimeout(connect, 2000 + Math.random() * 2000); };
 }
 
+// Send the form without leaving the page, so the open socket shows the notification arrive.
+document.getElementById("notify-form").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  const form = submit.target;
+  const response = await fetch(form.action || location.href, {
+    method: "POST", body: new FormData(form), headers: { Accept: "application/json" }, credentials: "same-origin",
+  });
+  if (response.ok) form.reset();
+});
+
 connect();
