@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class NotificationsConfig(AppConfig):
@@ -7,6 +7,10 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import signals
+        from . import tracking
 
-        signals.install_admin_log_hook()
+        tracking.connect()
+        if apps.is_installed("django.contrib.admin"):
+            from . import admin_log
+
+            admin_log.connect()

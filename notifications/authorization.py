@@ -53,7 +53,7 @@ def followable_models(user):
 def inbox_routes(user):
     """Every route an inbox event addressed to `user` can travel under."""
     routes = {user_route(user.pk), audience_route(Audience.ALL)}
-    if user.is_staff:
+    if getattr(user, "is_staff", False):  # custom user models need not have the flag
         routes.add(audience_route(Audience.STAFF))
     if hasattr(user, "groups"):
         routes.update(group_route(pk) for pk in user.groups.values_list("pk", flat=True))

@@ -7,6 +7,9 @@ the same defaults and tests can change them with `override_settings`.
 
 from django.conf import settings
 
+# Where the relay accepts WebSocket connections (part of the contract, not a setting).
+WEBSOCKET_PATH = "/ws/"
+
 DEFAULTS = {
     # django-redis cache alias whose connection carries the events.
     "NOTIFICATIONS_REDIS_ALIAS": "default",

@@ -8,32 +8,74 @@ an inbox event adds at most one statement for its users (INSERT ... SELECT), one
 groups and one for an audience.
 """
 
+from django.apps import apps
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import connections, router
+from django.core.exceptions import EmptyResultSet
+from django.db import connections, models, router, transaction
 from django.db.models import F, QuerySet
+from django.urls import NoReverseMatch, reverse
+from django.utils.text import Truncator
 
 from .models import OBJECT_KINDS, Event, Recipient
 from .publishing import encode_message, publish_on_commit
 from .topics import audience_route, group_route, model_topic, object_topic, user_route
 
 
-def create_object_events(events):
-    """Store unsaved object events (admin activity, tracked models) and publish them on commit."""
-    if not events:
-        return []
+def admin_url(app_label, model_name, pk=None):
+    """The object's admin change page (or the model's changelist), or "" if the admin has none."""
+    try:
+        if pk is None:
+            return reverse(f"admin:{app_label}_{model_name}_changelist")
+        return reverse(f"admin:{app_label}_{model_name}_change", args=[quote(pk)])
+    except NoReverseMatch:
+        return ""
+
+
+def _fit_to_columns(event):
+    """Shorten text that would not fit its column (PostgreSQL refuses it, failing the host's write)."""
+    for field in Event._meta.concrete_fields:
+        if isinstance(field, models.CharField) and field.max_length:
+            value = getattr(event, field.attname)
+            if isinstance(value, str) and len(value) > field.max_length:
+                setattr(event, field.attname, Truncator(value).chars(field.max_length))
+    return event
+
+
+def create_object_events(events, source_db=None):
+    """
+    Store unsaved object events (admin activity, tracked models) and publish them on commit.
+
+    `source_db` is the database the change they describe was written to. When events live in
+    another database, they are stored only once that change commits, so a rolled-back change
+    leaves neither rows nor messages.
+    """
     if any(event.kind not in OBJECT_KINDS or not event.target_type for event in events):
         raise ValueError("Object events need an admin.* or model.* kind and a target.")
     database = router.db_for_write(Event)
-    events = Event.objects.using(database).bulk_create(events)
-    publish_on_commit([encode_message(event, _object_routes(event)) for event in events], using=database)
-    return events
+    if source_db and source_db != database and transaction.get_connection(source_db).in_atomic_block:
+        transaction.on_commit(lambda: _store_object_events(events, database), using=source_db)
+    else:
+        _store_object_events(events, database)
+
+
+def _store_object_events(events, database):
+    if events:
+        events = Event.objects.using(database).bulk_create([_fit_to_columns(event) for event in events])
+        publish_on_commit([encode_message(event, _object_routes(event)) for event in events], using=database)
 
 
 def _object_routes(event):
-    routes = [model_topic(event.target_type)]
+    """The event's model and object topics; for a proxy model's object, the concrete model's too."""
+    labels = {event.target_type}
+    try:
+        labels.add(apps.get_model(event.target_type)._meta.concrete_model._meta.label_lower)
+    except LookupError:
+        pass  # a content type whose model was removed: its own label is all there is
+    routes = [model_topic(label) for label in labels]
     if event.target_id:
-        routes.append(object_topic(event.target_type, event.target_id))
+        routes += [object_topic(label, event.target_id) for label in labels]
     return routes
 
 
@@ -43,31 +85,43 @@ def create_inbox_event(event, users=None, group_ids=(), audience=""):
     audience ("all" or "staff"), and publish it on commit.
     """
     database = router.db_for_write(Event)
-    event.save(using=database)
-    routes = [group_route(pk) for pk in set(group_ids)]
-    if users is not None:
-        users = users.using(database).order_by().distinct()
-        routes += [user_route(pk) for pk in users.values_list("pk", flat=True)]
-        _insert_user_recipients(event, users, database)
-    rows = [Recipient(event=event, group_id=pk) for pk in set(group_ids)]
-    if audience:
-        rows.append(Recipient(event=event, audience=audience))
-        routes.append(audience_route(audience))
-    Recipient.objects.using(database).bulk_create(rows)
-    publish_on_commit([encode_message(event, routes)], using=database)
+    with transaction.atomic(using=database):
+        _fit_to_columns(event).save(using=database)
+        routes = [group_route(pk) for pk in set(group_ids)]
+        if users is not None:
+            users = _distinct_users(users, database)
+            routes += [user_route(pk) for pk in users.values_list("pk", flat=True)]
+            _insert_user_recipients(event, users, database)
+        rows = [Recipient(event=event, group_id=pk) for pk in set(group_ids)]
+        if audience:
+            rows.append(Recipient(event=event, audience=audience))
+            routes.append(audience_route(audience))
+        Recipient.objects.using(database).bulk_create(rows)
+        publish_on_commit([encode_message(event, routes)], using=database)
     return event
+
+
+def _distinct_users(users, database):
+    """The users of any queryset (filtered, ordered, sliced) as one DISTINCT query on `database`."""
+    users = users.using(database)
+    if users.query.is_sliced:
+        users = users.model._default_manager.using(database).filter(pk__in=list(users.values_list("pk", flat=True)))
+    return users.order_by().distinct()
 
 
 def _insert_user_recipients(event, users, database):
     """One INSERT ... SELECT for any number of users (bulk_create would batch by 999 params)."""
-    select_sql, params = users.values(recipient_id=F("pk")).query.sql_with_params()
+    try:
+        select_sql, params = users.values(recipient_id=F("pk")).query.get_compiler(using=database).as_sql()
+    except EmptyResultSet:
+        return  # an empty queryset (`.none()`, `pk__in=[]`): nobody to address
     connection = connections[database]
-    quote = connection.ops.quote_name
+    quote_name = connection.ops.quote_name
     recipient = Recipient._meta
-    columns = ", ".join(quote(recipient.get_field(name).column) for name in ("event", "user", "audience"))
+    columns = ", ".join(quote_name(recipient.get_field(name).column) for name in ("event", "user", "audience"))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(recipient.db_table)} ({columns}) "
+            f"INSERT INTO {quote_name(recipient.db_table)} ({columns}) "
             f"SELECT %s, chosen.recipient_id, %s FROM ({select_sql}) chosen",
             (event.pk, "", *params),
         )

@@ -15,6 +15,7 @@ import json
 import logging
 from datetime import timezone
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
@@ -50,7 +51,7 @@ def event_payload(event):
 def encode_message(event, routes):
     """The stream entry for `event`: routes sorted most specific first (topics.route_priority)."""
     return {
-        "event": json.dumps(event_payload(event), separators=(",", ":"), ensure_ascii=False),
+        "event": json.dumps(event_payload(event), separators=(",", ":"), ensure_ascii=False, cls=DjangoJSONEncoder),
         "routes": json.dumps(sorted(set(routes), key=lambda r: (route_priority(r), r))),
     }
 

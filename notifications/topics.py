@@ -13,6 +13,7 @@ This module is pure: it parses and names, it never checks permissions (see autho
 from dataclasses import dataclass
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 
 INBOX = "inbox"
 ALL_MODELS = "model:*"
@@ -29,7 +30,7 @@ class TopicError(ValueError):
 
 @dataclass(frozen=True)
 class Topic:
-    name: str
+    name: str  # canonical: the name events are published under
     kind: str  # "inbox", "all_models", "model" or "object"
     model_label: str = ""  # "app_label.model_name", lower case
     pk: str = ""
@@ -40,7 +41,11 @@ class Topic:
 
 
 def parse_topic(name):
-    """Turn a topic name into a Topic, or raise TopicError saying what is wrong with it."""
+    """
+    Turn a topic name into a Topic with its canonical name (`model:auth.User` and
+    `object:auth.user:05` become `model:auth.user` and `object:auth.user:5`, the names events are
+    published under), or raise TopicError saying what is wrong with it.
+    """
     if not isinstance(name, str) or not name:
         raise TopicError("bad_request", "A topic is a non-empty string.")
     if len(name) > MAX_TOPIC_LENGTH:
@@ -51,11 +56,13 @@ def parse_topic(name):
         return Topic(name, "all_models")
     prefix, _, rest = name.partition(":")
     if prefix == "model" and rest:
-        return Topic(name, "model", _model_label(name, rest))
-    if prefix == "object" and rest.count(":") >= 1:
-        label, _, pk = rest.rpartition(":")
-        if pk:
-            return Topic(name, "object", _model_label(name, label), pk)
+        model = _model(name, rest)
+        return Topic(model_topic(model._meta.label_lower), "model", model._meta.label_lower)
+    label, _, pk = rest.partition(":")  # a model label has no ":", a string pk may
+    if prefix == "object" and label and pk:
+        model = _model(name, label)
+        pk = _canonical_pk(name, model, pk)
+        return Topic(object_topic(model._meta.label_lower, pk), "object", model._meta.label_lower, pk)
     raise TopicError(
         "unknown_topic",
         f"Unknown topic {name!r}: expected 'inbox', 'model:*', 'model:<app_label>.<model_name>' "
@@ -63,11 +70,19 @@ def parse_topic(name):
     )
 
 
-def _model_label(topic_name, label):
+def _model(topic_name, label):
     try:
-        return apps.get_model(label)._meta.label_lower
+        return apps.get_model(label)
     except (LookupError, ValueError):
         raise TopicError("unknown_topic", f"Unknown topic {topic_name!r}: no model {label!r}.") from None
+
+
+def _canonical_pk(topic_name, model, pk):
+    """The pk as str() of its Python value, the way events name it ("05" → "5" for integers)."""
+    try:
+        return str(model._meta.pk.to_python(pk))
+    except ValidationError:
+        raise TopicError("bad_request", f"{topic_name!r}: {pk!r} is not a valid {model.__name__} key.") from None
 
 
 def model_topic(label):

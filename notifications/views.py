@@ -7,7 +7,7 @@ from django.http.request import split_domain_port
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from .conf import app_settings
+from .conf import WEBSOCKET_PATH, app_settings
 from .tickets import issue_ticket
 
 
@@ -29,7 +29,7 @@ def public_ws_url(request):
         return app_settings.WSSERVER_PUBLIC_URL
     domain, _ = split_domain_port(request.get_host())
     scheme = "wss" if request.is_secure() else "ws"
-    return f"{scheme}://{domain}:{app_settings.WSSERVER_PORT}/ws/"
+    return f"{scheme}://{domain}:{app_settings.WSSERVER_PORT}{WEBSOCKET_PATH}"
 
 
 @require_GET

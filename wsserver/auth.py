@@ -13,13 +13,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.cookies import CookieError, SimpleCookie
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 
-from notifications.conf import app_settings
+from notifications.conf import WEBSOCKET_PATH, app_settings
 from notifications.sessions import user_for_session_key
 from notifications.tickets import authenticate_ticket
 
@@ -27,9 +27,6 @@ from . import protocol
 from .threads import run_sync
 
 logger = logging.getLogger(__name__)
-
-WEBSOCKET_PATH = "/ws/"
-
 
 @dataclass
 class Identity:
@@ -39,9 +36,13 @@ class Identity:
 
 
 def allowed_hosts():
+    """
+    ALLOWED_HOSTS as Django applies it, except "*": a host header may be anything behind a proxy
+    that checks it, but an Origin of anywhere would let any site use a visitor's session.
+    """
     if settings.DEBUG and not settings.ALLOWED_HOSTS:
         return [".localhost", "127.0.0.1", "[::1]"]
-    return settings.ALLOWED_HOSTS
+    return [host for host in settings.ALLOWED_HOSTS if host != "*"]
 
 
 def origin_allowed(origin):
@@ -57,16 +58,15 @@ def origin_allowed(origin):
     return bool(domain) and validate_host(domain, allowed_hosts())
 
 
+def single_header(request, name):
+    """A header's value; None when absent or sent more than once (ambiguous: trust neither)."""
+    values = request.headers.get_all(name)
+    return values[0] if len(values) == 1 else None
+
+
 def session_key_from_cookies(header):
-    if not header:
-        return None
-    cookies = SimpleCookie()
-    try:
-        cookies.load(header)
-    except CookieError:
-        return None
-    morsel = cookies.get(settings.SESSION_COOKIE_NAME)
-    return morsel.value if morsel else None
+    """The session key in a Cookie header, parsed as Django parses it for its own requests."""
+    return parse_cookie(header).get(settings.SESSION_COOKIE_NAME) if header else None
 
 
 async def check_handshake(connection, request):
@@ -77,10 +77,10 @@ async def check_handshake(connection, request):
     connection.identity = None
     if urlsplit(request.path).path != WEBSOCKET_PATH:
         return connection.respond(HTTPStatus.NOT_FOUND, "Not found: the WebSocket endpoint is /ws/.\n")
-    session_key = session_key_from_cookies(request.headers.get("Cookie"))
-    if session_key is None:
+    session_key = session_key_from_cookies(single_header(request, "Cookie"))
+    if not session_key:
         return None
-    origin = request.headers.get("Origin")
+    origin = single_header(request, "Origin")
     if not origin_allowed(origin):
         logger.warning("Refused a cookie handshake from origin %r", origin)
         return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden: this Origin may not use the session cookie.\n")

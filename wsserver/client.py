@@ -3,26 +3,45 @@ One authenticated connection: the topics it follows and its answers to commands.
 
 Topics are authorized when subscribed to (in the ORM thread pool, through
 notifications.authorization, the same rules as the Django side), then turned into the routes
-the hub delivers by. Nothing here runs per event.
+the hub delivers by. Each subscribe loads the user afresh from the session, as Django does for
+every request: permissions granted or withdrawn since the connection opened count, and a session
+that has ended closes the socket. Nothing here runs per event.
 """
 
 from notifications.authorization import routes_for
 from notifications.conf import app_settings
+from notifications.sessions import user_for_session_key
 from notifications.topics import INBOX, TopicError, parse_topic
 
 from . import protocol
 from .threads import run_sync
 
+SESSION_ENDED = 4003
 
-def authorize_topics(user, names):
-    """[(name, routes or TopicError)] for each topic name, in one trip to the ORM thread."""
+
+def authorize_topics(session_key, names):
+    """
+    (user, [(name, routes or TopicError)]) for the session's current user and each topic name,
+    canonical where it parses; (None, []) when the session no longer logs anyone in.
+    """
+    user = user_for_session_key(session_key)
+    if user is None:
+        return None, []
     results = []
     for name in names:
         try:
-            results.append((name, routes_for(user, parse_topic(name))))
+            topic = parse_topic(name)
+            results.append((topic.name, routes_for(user, topic)))
         except TopicError as error:
             results.append((name, error))
-    return results
+    return user, results
+
+
+def canonical_name(name):
+    try:
+        return parse_topic(name).name
+    except TopicError:
+        return name
 
 
 class Client:
@@ -31,12 +50,11 @@ class Client:
         self.user = identity.user
         self.session_key = identity.session_key
         self.hub = hub
-        self.subscriptions = {}  # topic name → routes it follows
+        self.subscriptions = {}  # canonical topic name → routes it follows
 
     async def start(self):
         """Follow the inbox, then send `welcome` with the cursor live delivery starts after."""
-        [(_, routes)] = await run_sync(authorize_topics, self.user, [INBOX])
-        self._follow(INBOX, routes)
+        self._follow(INBOX, await run_sync(routes_for, self.user, parse_topic(INBOX)))
         # No await between following and reading the cursor: every event after it reaches us.
         welcome = protocol.welcome(self.user.pk, self.user.get_username(), list(self.subscriptions), self.hub.cursor)
         await self.connection.send(welcome)
@@ -49,7 +67,7 @@ class Client:
         try:
             command = protocol.parse(frame, app_settings.WSSERVER_MAX_TOPICS)
         except protocol.ProtocolError as error:
-            await self.connection.send(protocol.error(error.code, error.message, error.ref))
+            await self.connection.send(protocol.error(error.code, str(error), error.ref))
             return
         if isinstance(command, protocol.Subscribe):
             await self.subscribe(command.topics, command.ref)
@@ -64,21 +82,26 @@ class Client:
             await self.connection.send(protocol.error("bad_request", "Already authenticated.", command.ref))
 
     async def subscribe(self, names, ref):
-        new = [name for name in names if name not in self.subscriptions]
+        new = [name for name in names if canonical_name(name) not in self.subscriptions]
         limit = app_settings.WSSERVER_MAX_TOPICS
         if len(self.subscriptions) + len(new) > limit:
             await self.connection.send(protocol.error("too_many_topics", f"At most {limit} topics per connection.", ref))
             return
-        for name, outcome in await run_sync(authorize_topics, self.user, new):
+        user, results = await run_sync(authorize_topics, self.session_key, new)
+        if user is None:
+            await self.connection.close(SESSION_ENDED, "Session ended.")
+            return
+        for name, outcome in results:
             if isinstance(outcome, TopicError):
                 await self.connection.send(protocol.error(outcome.code, str(outcome), ref))
             else:
                 self._follow(name, outcome)
-        accepted = [name for name in names if name in self.subscriptions]
+        accepted = list(dict.fromkeys(c for c in map(canonical_name, names) if c in self.subscriptions))
         if accepted:
             await self.connection.send(protocol.subscribed(accepted, ref))
 
     async def unsubscribe(self, names, ref):
+        names = list(dict.fromkeys(map(canonical_name, names)))
         if INBOX in names:
             await self.connection.send(protocol.error("bad_request", "The inbox is always subscribed.", ref))
             return

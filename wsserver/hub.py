@@ -56,6 +56,3 @@ class Hub:
             broadcast(recipients, frames[topic])
             delivered |= recipients
         return len(delivered)
-
-    def route_count(self):
-        return len(self._followers)

@@ -8,6 +8,7 @@ act on, and the `ref` to answer with.
 """
 
 import json
+import math
 from dataclasses import dataclass
 
 MAX_REF_LENGTH = 64
@@ -17,7 +18,6 @@ class ProtocolError(Exception):
     def __init__(self, code, message, ref=None):
         super().__init__(message)
         self.code = code
-        self.message = message
         self.ref = ref
 
 
@@ -56,7 +56,7 @@ def parse(frame, max_topics):
         raise ProtocolError("bad_request", "Frames are JSON text; binary frames are not accepted.")
     try:
         data = json.loads(frame)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise ProtocolError("bad_request", "A frame must be a JSON object; this is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", "A frame must be a JSON object with a 'type'.")
@@ -83,6 +83,8 @@ def _ref(ref):
     """A client's `ref` is echoed back: accept a number or a short string, ignore anything else."""
     if isinstance(ref, bool) or not isinstance(ref, (int, float, str)):
         return None
+    if isinstance(ref, float) and not math.isfinite(ref):
+        return None  # NaN and Infinity would make the answer invalid JSON for browsers
     if isinstance(ref, str) and len(ref) > MAX_REF_LENGTH:
         return None
     return ref
@@ -106,7 +108,8 @@ def _topics(data, ref, max_topics):
 
 
 def dumps(message):
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    # default=str: user ids of custom user models may be UUIDs.
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _with_ref(message, ref):

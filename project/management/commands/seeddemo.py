@@ -1,8 +1,9 @@
 """`python manage.py seeddemo`: create (or reset) the demo users and print their credentials."""
 
-from django.contrib.auth.models import Group, Permission
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.contrib.auth.models import Group, Permission
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 DEMO_USERS = [
     # username, password, is_superuser, is_staff, in group Support, what they can do
@@ -16,6 +17,8 @@ class Command(BaseCommand):
     help = "Creates the demo users (admin, alice, bob) with known passwords; safe to run again."
 
     def handle(self, *args, **options):
+        if not settings.DEBUG:
+            raise CommandError("seeddemo resets passwords to published ones: it runs only with DEBUG on.")
         support, _ = Group.objects.get_or_create(name="Support")
         support.permissions.set(Permission.objects.filter(content_type__app_label="auth", codename__in=["view_user", "view_group"]))
         User = get_user_model()

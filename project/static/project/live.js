@@ -25,23 +25,41 @@ function show(topic, event) {
   list.prepend(item);
 }
 
+let failures = 0;
+
+function retry() {
+  // Exponential backoff with full jitter, capped at 30 s.
+  setState("offline");
+  failures += 1;
+  setTimeout(connect, Math.random() * Math.min(30000, 1000 * 2 ** failures));
+}
+
 async function connect() {
   setState("connecting");
-  const response = await fetch(ticketUrl, { credentials: "same-origin" });
-  if (!response.ok) { setState("offline"); return; }
-  const { ticket, url } = await response.json();
+  let ticket, url;
+  try {
+    const response = await fetch(ticketUrl, { credentials: "same-origin" });
+    if (response.status === 401) { setState("offline"); return; }  // logged out: nothing to retry
+    if (!response.ok) throw new Error(`ticket: HTTP ${response.status}`);
+    ({ ticket, url } = await response.json());
+  } catch {
+    retry();
+    return;
+  }
   const socket = new WebSocket(url);
+  // The cookie may already have authenticated us; then the relay ignores this with an error.
   socket.onopen = () => socket.send(JSON.stringify({ type: "auth", token: ticket }));
   socket.onmessage = ({ data }) => {
     const message = JSON.parse(data);
     if (message.type === "welcome") {
+      failures = 0;
       setState("live");
       socket.send(JSON.stringify({ type: "subscribe", topics: ["model:*"], ref: 1 }));
     } else if (message.type === "event") {
       show(message.topic, message.event);
     }
   };
-  socket.onclose = () => { setState("offline"); setTimeout(connect, 2000 + Math.random() * 2000); };
+  socket.onclose = retry;
 }
 
 // Send the form without leaving the page, so the open socket shows the notification arrive.

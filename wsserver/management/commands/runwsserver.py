@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import sys
+import threading
 from datetime import datetime
 
 import django
@@ -23,7 +24,7 @@ from notifications.conf import app_settings
 from wsserver import server
 
 DEFAULT_ADDR = "127.0.0.1"
-DEFAULT_PORT = 8765
+DEFAULT_PORT = app_settings.WSSERVER_PORT
 
 
 class Command(BaseCommand):
@@ -55,8 +56,17 @@ class Command(BaseCommand):
         self.check(display_num_errors=True)
         try:
             asyncio.run(server.run(self.addr, self.port, ready=self.print_banner))
-        except OSError as error:
-            raise CommandError(f"Could not listen on {self.addr}:{self.port}: {error.strerror or error}") from error
+        except (OSError, RuntimeError) as error:
+            if isinstance(error, OSError):
+                message = f"Could not listen on {self.addr}:{self.port}: {error.strerror or error}"
+            else:
+                message = f"The relay stopped: {error} ({error.__cause__!r})"
+            if threading.current_thread() is threading.main_thread():
+                raise CommandError(message) from error
+            # Under the autoreloader this runs in a thread, which an exception would end alone,
+            # leaving a process that serves nothing: end the process, as runserver does.
+            self.stderr.write(f"Error: {message}")
+            os._exit(1)
 
     def print_banner(self, _server):
         host = f"[{self.addr}]" if ":" in self.addr else self.addr

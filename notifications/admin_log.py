@@ -1,0 +1,75 @@
+"""
+Events from the Django admin's log.
+
+The admin records every add, change and delete as a LogEntry; each new entry becomes an
+`admin.*` event about the logged object. Most entries are saved one by one (post_save), but
+"delete selected" logs several objects with one bulk_create, which sends no signal, so
+`LogEntryManager.log_actions` is wrapped to publish those too. (Django logs those deletions just
+before deleting, outside a transaction, so their events go out just before the rows disappear.)
+
+Connected by NotificationsConfig.ready() when django.contrib.admin is installed.
+"""
+
+import functools
+
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry, LogEntryManager
+from django.contrib.contenttypes.models import ContentType
+from django.db.models.signals import post_save
+
+from .events import admin_url, create_object_events
+from .models import Event, Kind
+
+ADMIN_KINDS = {ADDITION: Kind.ADMIN_ADDITION, CHANGE: Kind.ADMIN_CHANGE, DELETION: Kind.ADMIN_DELETION}
+ADMIN_VERBS = {ADDITION: "added", CHANGE: "changed", DELETION: "deleted"}
+PUBLISHED_FLAG = "_notifications_published"
+
+
+def admin_event(entry, actor):
+    content_type = ContentType.objects.db_manager(entry._state.db).get_for_id(entry.content_type_id)
+    model = content_type.model_class()
+    verbose_name = model._meta.verbose_name if model else content_type.model
+    deleted = entry.action_flag == DELETION
+    return Event(
+        kind=ADMIN_KINDS[entry.action_flag],
+        title=f"{actor.get_username()} {ADMIN_VERBS[entry.action_flag]} {verbose_name} “{entry.object_repr}”",
+        body="" if entry.action_flag == ADDITION else entry.get_change_message(),
+        url=admin_url(content_type.app_label, content_type.model, None if deleted else entry.object_id),
+        actor=actor,
+        target_type=f"{content_type.app_label}.{content_type.model}",
+        target_id=str(entry.object_id or ""),
+        target_repr=entry.object_repr,
+        created_at=entry.action_time,
+    )
+
+
+def log_entry_saved(sender, instance, created, raw, using, **kwargs):
+    if created and not raw and instance.action_flag in ADMIN_KINDS:
+        setattr(instance, PUBLISHED_FLAG, True)
+        create_object_events([admin_event(instance, instance.user)], source_db=using)
+
+
+def wrap_log_actions(original):
+    """log_actions that also publishes the entries it bulk-creates (they send no post_save)."""
+
+    @functools.wraps(original)
+    def log_actions(self, user_id, queryset, action_flag, *args, **kwargs):
+        result = original(self, user_id, queryset, action_flag, *args, **kwargs)
+        entries = result if isinstance(result, list) else [result]
+        unpublished = [
+            entry
+            for entry in entries
+            if isinstance(entry, LogEntry) and entry.action_flag in ADMIN_KINDS and not getattr(entry, PUBLISHED_FLAG, False)
+        ]
+        if unpublished:
+            actor = unpublished[0].user
+            create_object_events([admin_event(entry, actor) for entry in unpublished], source_db=self.db)
+        return result
+
+    log_actions.publishes_events = True
+    return log_actions
+
+
+def connect():
+    post_save.connect(log_entry_saved, sender=LogEntry, dispatch_uid="notifications.log_entry_saved")
+    if not getattr(LogEntryManager.log_actions, "publishes_events", False):
+        LogEntryManager.log_actions = wrap_log_actions(LogEntryManager.log_actions)

@@ -1,0 +1,106 @@
+"""
+Shared fixtures: relay processes, WebSocket clients, and the Redis stream the app publishes to.
+
+The real services come from tests/redis_server.py (Redis, test database file) and
+tests/relay.py (runwsserver subprocesses).
+"""
+
+import json
+
+import pytest
+import redis
+from django.conf import settings
+
+from notifications.conf import app_settings
+
+from . import relay as relays
+from .wsclient import WSClients
+
+
+def pytest_configure(config):
+    # Hashing with PBKDF2's default iterations costs ~0.3 s per password: use a fast hasher in
+    # the test process (relays never hash passwords; sessions and tickets use the stored hash).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def relay_log_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("relays")
+
+
+@pytest.fixture(scope="session")
+def relay(django_db_setup, relay_log_dir):
+    """One relay shared by the whole session (it keeps no state a test could leak)."""
+    started = relays.start_relay(relay_log_dir)
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def relay_factory(django_db_setup, relay_log_dir):
+    """Start more relays (start(settings_module=..., extra_env=...)); stopped after the test."""
+    started = []
+
+    def start(**kwargs):
+        started.append(relays.start_relay(relay_log_dir, **kwargs))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.stop()
+
+
+@pytest.fixture
+async def ws_clients():
+    clients = WSClients()
+    yield clients
+    await clients.close_all()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _show_relay_output_on_failure(request):
+    """When a test fails, print what the live relays logged during it (shown with the failure)."""
+    offsets = {id(each): each.log_size() for each in relays.LIVE}
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for each in relays.LIVE:
+            logged = each.output(offsets.get(id(each), 0))
+            if logged:
+                print(f"--- relay on port {each.port} logged:\n{logged}")
+
+
+class Stream:
+    """The Redis stream events are published to, read with redis-py from a starting point."""
+
+    def __init__(self):
+        self.key = app_settings.NOTIFICATIONS_STREAM_KEY
+        self.redis = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"], decode_responses=True)
+        self.mark()
+
+    def mark(self):
+        """Ignore everything published so far."""
+        newest = self.redis.xrevrange(self.key, count=1)
+        self.start = newest[0][0] if newest else "0-0"
+
+    def new_entries(self):
+        """[(entry_id, routes, event)] published since the mark, oldest first."""
+        entries = self.redis.xrange(self.key, min=f"({self.start}", max="+")
+        return [(entry_id, json.loads(fields["routes"]), json.loads(fields["event"])) for entry_id, fields in entries]
+
+    def new_events(self):
+        return [event for _, _, event in self.new_entries()]
+
+
+@pytest.fixture
+def stream():
+    reader = Stream()
+    yield reader
+    reader.redis.close()
