@@ -1,8 +1,17 @@
-"""The Event admin: a read-only record of what was published, to whom."""
+"""
+The Event admin: a read-only record of what was published, to whom, and the page that sends an
+announcement (users with the `notifications.send_announcement` permission).
+"""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 
-from .models import Event, Receipt
+from .api import announce
+from .models import Audience, Event, Receipt
 
 RECIPIENTS_SHOWN = 20
 
@@ -17,8 +26,26 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class AnnouncementForm(forms.Form):
+    title = forms.CharField(max_length=Event._meta.get_field("title").max_length)
+    body = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}))
+    url = forms.CharField(
+        required=False,
+        max_length=Event._meta.get_field("url").max_length,
+        help_text="Optional link: a path on this site (/news/) or an http(s) URL.",
+    )
+    audience = forms.ChoiceField(choices=Audience.choices, initial=Audience.ALL, widget=forms.RadioSelect)
+
+    def clean_url(self):
+        url = self.cleaned_data["url"].strip()
+        if url and not url.startswith(("/", "http://", "https://")):
+            raise forms.ValidationError("Use a path starting with / or an http(s) URL.")
+        return url
+
+
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
+    change_list_template = "admin/notifications/event/change_list.html"
     list_display = ["id", "created_at", "kind", "title", "actor", "target_type", "target_repr"]
     list_filter = ["kind", "target_type", "created_at"]
     list_select_related = ["actor"]
@@ -33,6 +60,34 @@ class EventAdmin(ReadOnlyAdmin):
         names = [str(r.user or r.group or r.get_audience_display()) for r in recipients]
         more = " …" if len(names) > RECIPIENTS_SHOWN else ""
         return ", ".join(names[:RECIPIENTS_SHOWN]) + more or "—"
+
+    def get_urls(self):
+        announce_view = self.admin_site.admin_view(self.announce_view)
+        return [path("announce/", announce_view, name="notifications_event_announce"), *super().get_urls()]
+
+    def has_announce_permission(self, request):
+        return request.user.has_perm("notifications.send_announcement")
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_announce": self.has_announce_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def announce_view(self, request):
+        if not self.has_announce_permission(request):
+            raise PermissionDenied
+        form = AnnouncementForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            announce(actor=request.user, **form.cleaned_data)
+            audience = Audience(form.cleaned_data["audience"]).label.lower()
+            self.message_user(request, f"Announcement “{form.cleaned_data['title']}” sent to {audience}.", messages.SUCCESS)
+            return redirect("admin:notifications_event_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Send an announcement",
+            "opts": self.opts,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/notifications/event/announce.html", context)
 
 
 @admin.register(Receipt)

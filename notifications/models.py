@@ -5,7 +5,8 @@ An event is stored once however large its audience. Who receives an inbox event 
 few `Recipient` rows (a user, a group, or everyone / all staff), resolved when someone reads or
 connects, so `notify(group)` and `announce()` cost the same for ten users as for a million.
 Events about objects (admin activity, tracked models) need no recipients: their audience is
-whoever may view that model. Read state is kept per user and per event, only once read.
+whoever may view that model. Read state is a per-user marker ("everything up to event N is
+read") plus a Receipt for each later event read one by one.
 """
 
 from django.conf import settings
@@ -33,7 +34,7 @@ class Audience(models.TextChoices):
 
 
 class Event(models.Model):
-    kind = models.CharField(max_length=32, default=Kind.NOTIFICATION, db_index=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.NOTIFICATION, db_index=True)
     title = models.CharField(max_length=255)
     body = models.TextField(blank=True)
     url = models.CharField(max_length=500, blank=True)
@@ -50,6 +51,7 @@ class Event(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["target_type", "target_id"], name="notif_event_target")]
+        permissions = [("send_announcement", "Can send announcements")]
 
     def __str__(self):
         return f"{self.kind}: {self.title}"
@@ -80,8 +82,22 @@ class Recipient(models.Model):
         return f"{self.user or self.group or self.audience} ← event {self.event_id}"
 
 
+class ReadMarker(models.Model):
+    """
+    Every event up to `read_through` is read for this user: "mark all read" is one upsert, however
+    many events there are. Events after it are read when they have a Receipt.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    read_through = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.user} read through event {self.read_through}"
+
+
 class Receipt(models.Model):
-    """A user has read an event."""
+    """A user has read an event (one newer than their ReadMarker)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="receipts")

@@ -6,4 +6,8 @@ app_name = "notifications"
 
 urlpatterns = [
     path("ws-ticket/", views.ws_ticket, name="ws-ticket"),
+    path("api/notifications/", views.notification_list, name="api-notifications"),
+    path("api/notifications/<int:event_id>/read/", views.mark_read, name="api-read"),
+    path("api/unread-count/", views.unread_count, name="api-unread-count"),
+    path("api/read-all/", views.mark_all_read, name="api-read-all"),
 ]

@@ -1,26 +1,77 @@
-"""HTTP endpoints of the notifications app: JSON in, JSON out, session authentication."""
+"""
+HTTP endpoints of the notifications app: JSON in, JSON out, session authentication.
+
+Every answer is JSON, errors included, so the widget never has to parse an HTML error page:
+401 when not logged in, 400 for bad parameters, 403 for a failed CSRF check, 404 for an event
+not in the user's feed, 405 for a wrong method.
+"""
 
 from functools import wraps
+from urllib.parse import urlencode
 
 from django.http import JsonResponse
 from django.http.request import split_domain_port
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.decorators import decorator_from_middleware
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 
+from . import feed
 from .conf import WEBSOCKET_PATH, app_settings
+from .publishing import event_payload
 from .tickets import issue_ticket
 
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
 
-def json_login_required(view):
-    """Like login_required, but answers 401 with a JSON error instead of redirecting."""
 
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return JsonResponse({"error": "not_authenticated", "message": "Log in first."}, status=401)
-        return view(request, *args, **kwargs)
+def json_error(status, error, message, **headers):
+    response = JsonResponse({"error": error, "message": message}, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
 
-    return wrapper
+
+class JsonCsrfViewMiddleware(CsrfViewMiddleware):
+    """Django's CSRF check, answering its rejections in JSON."""
+
+    def _reject(self, request, reason):
+        return json_error(403, "csrf_failed", f"CSRF check failed: {reason}")
+
+
+def api_view(*methods):
+    """A JSON endpoint: allowed methods, a logged-in user, Django's CSRF check, never cached."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method not in methods:
+                return json_error(405, "method_not_allowed", f"Use {' or '.join(methods)}.", Allow=", ".join(methods))
+            if not request.user.is_authenticated:
+                return json_error(401, "not_authenticated", "Log in first.")
+            return view(request, *args, **kwargs)
+
+        return csrf_exempt(never_cache(decorator_from_middleware(JsonCsrfViewMiddleware)(wrapper)))
+
+    return decorator
+
+
+class BadParameter(ValueError):
+    pass
+
+
+def int_parameter(request, name, default, minimum, maximum=None):
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(f"'{name}' must be a whole number, not {raw!r}.") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+        raise BadParameter(f"'{name}' must be {bounds}.")
+    return value
 
 
 def public_ws_url(request):
@@ -32,9 +83,7 @@ def public_ws_url(request):
     return f"{scheme}://{domain}:{app_settings.WSSERVER_PORT}{WEBSOCKET_PATH}"
 
 
-@require_GET
-@never_cache
-@json_login_required
+@api_view("GET")
 def ws_ticket(request):
     return JsonResponse(
         {
@@ -43,3 +92,48 @@ def ws_ticket(request):
             "expires_in": app_settings.NOTIFICATIONS_TICKET_MAX_AGE,
         }
     )
+
+
+@api_view("GET")
+def notification_list(request):
+    """Newest first, `limit` at a time, older than the event `before` for the next page."""
+    try:
+        limit = int_parameter(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        before = int_parameter(request, "before", None, 1)
+    except BadParameter as error:
+        return json_error(400, "bad_request", str(error))
+    events = feed.with_read_flag(feed.events_for(request.user), request.user)
+    if before is not None:
+        events = events.filter(pk__lt=before)
+    page = list(events.select_related("actor").order_by("-pk")[: limit + 1])
+    next_url = None
+    if len(page) > limit:
+        page = page[:limit]
+        next_url = f"{request.path}?{urlencode({'limit': limit, 'before': page[-1].pk})}"
+    return JsonResponse(
+        {
+            "results": [{**event_payload(event), "read": event.read} for event in page],
+            "unread_count": feed.unread_count(request.user),
+            "next": next_url,
+        }
+    )
+
+
+@api_view("GET")
+def unread_count(request):
+    return JsonResponse({"unread_count": feed.unread_count(request.user)})
+
+
+@api_view("POST")
+def mark_read(request, event_id):
+    event = feed.events_for(request.user).filter(pk=event_id).first()
+    if event is None:
+        return json_error(404, "not_found", f"No notification {event_id} for you.")
+    feed.mark_read(request.user, event)
+    return JsonResponse({"id": event.pk, "read": True, "unread_count": feed.unread_count(request.user)})
+
+
+@api_view("POST")
+def mark_all_read(request):
+    feed.mark_all_read(request.user)
+    return JsonResponse({"unread_count": feed.unread_count(request.user)})

@@ -42,15 +42,17 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
 
 INSTALLED_APPS = [
+    # notifications comes before django.contrib.admin: its admin/base_site.html puts the
+    # notification bell in the header of every admin page.
+    "notifications",
+    "wsserver",
+    "project",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "notifications",
-    "wsserver",
-    "project",
 ]
 
 MIDDLEWARE = [
