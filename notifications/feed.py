@@ -6,9 +6,11 @@ to staff when they are staff) plus the admin.* and model.* events about models t
 (authorization.followable_models), less the object events they made themselves: nobody needs
 to be told about their own edit. Events from before the user joined are not theirs.
 
-Everything here is a lazy queryset, so the HTTP views run one query for a page of the list and
-one for the unread count, however many events there are; both use the indexes on Recipient's
-user, group and audience, Event's kind and target, and Receipt's (user, event).
+The two halves of the feed are an OR across tables, which databases answer by collecting every
+matching id before sorting: for a user who sees 50,000 events, "the newest 20" would mean
+sorting 50,000. So a page is searched in a window of recent ids, widened only when it holds too
+few (page()), and unread events are bounded by the user's read marker as a plain value (an id
+range the indexes can use) rather than a subquery. bench/api_feed.py measures both.
 """
 
 from django.db.models import BigIntegerField, Case, Exists, Max, OuterRef, Q, Subquery, Value, When
@@ -35,9 +37,17 @@ def events_for(user):
     return events.filter(created_at__gte=date_joined) if date_joined else events
 
 
+FIRST_WINDOW = 1_000
+WINDOW_GROWTH = 8
+
+
 def _read_through(user):
     marker = ReadMarker.objects.filter(user=user).values("read_through")[:1]
     return Coalesce(Subquery(marker), Value(0), output_field=BigIntegerField())
+
+
+def read_through(user):
+    return ReadMarker.objects.filter(user=user).values_list("read_through", flat=True).first() or 0
 
 
 def _receipt(user):
@@ -50,8 +60,25 @@ def with_read_flag(events, user):
     return events.annotate(read=Case(When(read, then=Value(True)), default=Value(False)))
 
 
+def page(user, limit, before=None):
+    """
+    Up to `limit` + 1 events of the feed, newest first, older than `before`, with their `read`
+    flag and actor: one query when the newest 1,000 ids hold enough of the user's events, one
+    more for each widening of the window (x8) when they do not.
+    """
+    newest = before - 1 if before is not None else Event.objects.aggregate(newest=Max("pk"))["newest"] or 0
+    events = with_read_flag(events_for(user), user).filter(pk__lte=newest).select_related("actor").order_by("-pk")
+    window = FIRST_WINDOW
+    while True:
+        oldest = newest - window
+        rows = list((events.filter(pk__gt=oldest) if oldest > 0 else events)[: limit + 1])
+        if len(rows) > limit or oldest <= 0:
+            return rows
+        window *= WINDOW_GROWTH
+
+
 def unread(user):
-    return events_for(user).filter(pk__gt=_read_through(user)).exclude(_receipt(user))
+    return events_for(user).filter(pk__gt=read_through(user)).exclude(_receipt(user))
 
 
 def unread_count(user):

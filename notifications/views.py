@@ -102,10 +102,7 @@ def notification_list(request):
         before = int_parameter(request, "before", None, 1)
     except BadParameter as error:
         return json_error(400, "bad_request", str(error))
-    events = feed.with_read_flag(feed.events_for(request.user), request.user)
-    if before is not None:
-        events = events.filter(pk__lt=before)
-    page = list(events.select_related("actor").order_by("-pk")[: limit + 1])
+    page = feed.page(request.user, limit, before)
     next_url = None
     if len(page) > limit:
         page = page[:limit]
