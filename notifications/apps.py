@@ -7,7 +7,7 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import tracking
+        from . import checks, tracking  # noqa: F401  (checks registers itself)
 
         tracking.connect()
         if apps.is_installed("django.contrib.admin"):

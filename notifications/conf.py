@@ -20,6 +20,8 @@ DEFAULTS = {
     "NOTIFICATIONS_BUNDLED_REDIS_DIR": None,
     # Approximate number of events the stream retains for relays and resuming clients.
     "NOTIFICATIONS_STREAM_MAXLEN": 10_000,
+    # How far back (seconds) a reconnecting client's missed events are replayed; older: resync.
+    "NOTIFICATIONS_REPLAY_WINDOW": 24 * 3600,
     # "app_label.ModelName" of models whose saves and deletes publish model.* events.
     "NOTIFICATIONS_TRACK_MODELS": [],
     # Lifetime of a WebSocket ticket, in seconds.
@@ -35,6 +37,8 @@ DEFAULTS = {
     "WSSERVER_AUTH_TIMEOUT": 10,
     # Largest frame a client may send, in bytes.
     "WSSERVER_MAX_MESSAGE_SIZE": 64 * 1024,
+    # Bytes a connection may have waiting to be sent before it is closed as too slow (1013).
+    "WSSERVER_MAX_BUFFER": 1024 * 1024,
     # Most topics one connection may hold.
     "WSSERVER_MAX_TOPICS": 100,
 }

@@ -8,7 +8,6 @@ an inbox event adds at most one statement for its users (INSERT ... SELECT), one
 groups and one for an audience.
 """
 
-from django.apps import apps
 from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -19,8 +18,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.text import Truncator
 
 from .models import OBJECT_KINDS, Event, Recipient
-from .publishing import encode_message, publish_on_commit
-from .topics import audience_route, group_route, model_topic, object_topic, user_route
+from .publishing import object_event_routes, publish_on_commit
+from .topics import addressee_routes
 
 
 def admin_url(app_label, model_name, pk=None):
@@ -63,20 +62,7 @@ def create_object_events(events, source_db=None):
 def _store_object_events(events, database):
     if events:
         events = Event.objects.using(database).bulk_create([_fit_to_columns(event) for event in events])
-        publish_on_commit([encode_message(event, _object_routes(event)) for event in events], using=database)
-
-
-def _object_routes(event):
-    """The event's model and object topics; for a proxy model's object, the concrete model's too."""
-    labels = {event.target_type}
-    try:
-        labels.add(apps.get_model(event.target_type)._meta.concrete_model._meta.label_lower)
-    except LookupError:
-        pass  # a content type whose model was removed: its own label is all there is
-    routes = [model_topic(label) for label in labels]
-    if event.target_id:
-        routes += [object_topic(label, event.target_id) for label in labels]
-    return routes
+        publish_on_commit([(event, object_event_routes(event)) for event in events], using=database)
 
 
 def create_inbox_event(event, users=None, group_ids=(), audience=""):
@@ -87,17 +73,17 @@ def create_inbox_event(event, users=None, group_ids=(), audience=""):
     database = router.db_for_write(Event)
     with transaction.atomic(using=database):
         _fit_to_columns(event).save(using=database)
-        routes = [group_route(pk) for pk in set(group_ids)]
+        user_ids = []
         if users is not None:
             users = _distinct_users(users, database)
-            routes += [user_route(pk) for pk in users.values_list("pk", flat=True)]
+            user_ids = list(users.values_list("pk", flat=True))
             _insert_user_recipients(event, users, database)
         rows = [Recipient(event=event, group_id=pk) for pk in set(group_ids)]
         if audience:
             rows.append(Recipient(event=event, audience=audience))
-            routes.append(audience_route(audience))
         Recipient.objects.using(database).bulk_create(rows)
-        publish_on_commit([encode_message(event, routes)], using=database)
+        routes = addressee_routes(user_ids, set(group_ids), [audience] if audience else [])
+        publish_on_commit([(event, routes)], using=database)
     return event
 
 

@@ -13,7 +13,7 @@ few (page()), and unread events are bounded by the user's read marker as a plain
 range the indexes can use) rather than a subquery. bench/api_feed.py measures both.
 """
 
-from django.db.models import BigIntegerField, Case, Exists, Max, OuterRef, Q, Subquery, Value, When
+from django.db.models import BigIntegerField, Case, Count, Exists, Max, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
 from .authorization import followable_models
@@ -62,18 +62,27 @@ def with_read_flag(events, user):
 
 def page(user, limit, before=None):
     """
-    Up to `limit` + 1 events of the feed, newest first, older than `before`, with their `read`
-    flag and actor: one query when the newest 1,000 ids hold enough of the user's events, one
-    more for each widening of the window (x8) when they do not.
+    (events, unread count): up to `limit` + 1 events of the feed, newest first, older than
+    `before`, with their `read` flag and actor, and the unread count read in the same statement,
+    so an event committing meanwhile is either listed and counted or neither. One query when the
+    newest 1,000 ids hold enough of the user's events, one more for each widening (x8) of the
+    window when they do not.
     """
     newest = before - 1 if before is not None else Event.objects.aggregate(newest=Max("pk"))["newest"] or 0
-    events = with_read_flag(events_for(user), user).filter(pk__lte=newest).select_related("actor").order_by("-pk")
+    unread_total = unread(user).order_by().annotate(one=Value(1)).values("one").annotate(n=Count("pk")).values("n")
+    events = (
+        with_read_flag(events_for(user), user)
+        .annotate(unread_total=Coalesce(Subquery(unread_total), Value(0)))
+        .filter(pk__lte=newest)
+        .select_related("actor")
+        .order_by("-pk")
+    )
     window = FIRST_WINDOW
     while True:
         oldest = newest - window
         rows = list((events.filter(pk__gt=oldest) if oldest > 0 else events)[: limit + 1])
         if len(rows) > limit or oldest <= 0:
-            return rows
+            return rows, rows[0].unread_total if rows else unread_count(user)
         window *= WINDOW_GROWTH
 
 

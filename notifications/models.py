@@ -47,10 +47,16 @@ class Event(models.Model):
     target_repr = models.CharField(max_length=200, blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Where it was published in the Redis stream (notifications.cursors); null while it waits in
+    # the outbox, because Redis was unreachable when its transaction committed.
+    stream_position = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["target_type", "target_id"], name="notif_event_target")]
+        indexes = [
+            models.Index(fields=["target_type", "target_id"], name="notif_event_target"),
+            models.Index(fields=["id"], condition=models.Q(stream_position__isnull=True), name="notif_event_outbox"),
+        ]
         permissions = [("send_announcement", "Can send announcements")]
 
     def __str__(self):

@@ -105,6 +105,21 @@ def audience_route(audience):
     return f"inbox:{audience}"
 
 
+def object_routes(label, pk, concrete_label=None):
+    """Routes of an event about an object: its model's and its own topics (and its concrete model's)."""
+    labels = dict.fromkeys([label, concrete_label or label])
+    return [model_topic(lbl) for lbl in labels] + ([object_topic(lbl, pk) for lbl in labels] if pk else [])
+
+
+def addressee_routes(user_ids=(), group_ids=(), audiences=()):
+    """Routes of an inbox event addressed to these users, groups and audiences."""
+    return (
+        [user_route(pk) for pk in user_ids]
+        + [group_route(pk) for pk in group_ids]
+        + [audience_route(audience) for audience in audiences]
+    )
+
+
 def topic_of_route(route):
     """The topic a client sees an event under when it reached it through `route`."""
     return INBOX if route.startswith("inbox:") else route

@@ -102,7 +102,7 @@ def notification_list(request):
         before = int_parameter(request, "before", None, 1)
     except BadParameter as error:
         return json_error(400, "bad_request", str(error))
-    page = feed.page(request.user, limit, before)
+    page, unread = feed.page(request.user, limit, before)
     next_url = None
     if len(page) > limit:
         page = page[:limit]
@@ -110,7 +110,7 @@ def notification_list(request):
     return JsonResponse(
         {
             "results": [{**event_payload(event), "read": event.read} for event in page],
-            "unread_count": feed.unread_count(request.user),
+            "unread_count": unread,
             "next": next_url,
         }
     )

@@ -38,7 +38,10 @@ def relay(django_db_setup, relay_log_dir):
 
 @pytest.fixture
 def relay_factory(django_db_setup, relay_log_dir):
-    """Start more relays (start(settings_module=..., extra_env=...)); stopped after the test."""
+    """
+    Start more relays (start(settings_module=..., extra_env=..., port=...)); stopped after the
+    test. Starting one on the port of a stopped one restarts it where its clients expect it.
+    """
     started = []
 
     def start(**kwargs):
@@ -66,7 +69,7 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(autouse=True)
 def _show_relay_output_on_failure(request):
-    """When a test fails, print what the live relays logged during it (shown with the failure)."""
+    """When a test fails, print what the live servers logged during it (shown with the failure)."""
     offsets = {id(each): each.log_size() for each in relays.LIVE}
     yield
     report = getattr(request.node, "report_call", None)
@@ -74,7 +77,7 @@ def _show_relay_output_on_failure(request):
         for each in relays.LIVE:
             logged = each.output(offsets.get(id(each), 0))
             if logged:
-                print(f"--- relay on port {each.port} logged:\n{logged}")
+                print(f"--- {each.name} on port {each.port} logged:\n{logged}")
 
 
 class Stream:

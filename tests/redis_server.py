@@ -31,6 +31,31 @@ def work_dir():
     return _state["dir"]
 
 
+def controllable():
+    """Whether this run started its own Redis, so tests may stop and restart it."""
+    return _state["redis"] is not None
+
+
+def stop_redis(lose_data=False):
+    """Stop the run's Redis: gracefully (it saves its data), or killed with its data deleted."""
+    from notifications import devredis
+
+    process, _state["redis"] = _state["redis"], None
+    if lose_data:
+        process.kill()
+        process.wait()
+        (_state["dir"] / "redis" / "dump.rdb").unlink(missing_ok=True)
+    else:
+        devredis.stop(process)
+
+
+def start_redis():
+    """Start the run's Redis again, on the same socket."""
+    from notifications import devredis
+
+    _state["redis"] = devredis.start(_state["dir"] / "redis")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     if _state["dir"] is not None:

@@ -1,9 +1,10 @@
 """
-Real relay processes for the tests: `manage.py runwsserver 127.0.0.1:<port> --noreload`.
+Real server processes for the tests: relays (`manage.py runwsserver 127.0.0.1:<port> --noreload`)
+and, for the browser tests, Django itself (`manage.py runserver 127.0.0.1:<port> --noreload`).
 
-A relay shares the test run's Redis and test database (DATABASE_URL pointing at the file the
-test process writes to), so sessions, users and permissions created in a test are what the relay
-sees, once committed (relay tests use transactional database access).
+They share the test run's Redis and test database (DATABASE_URL pointing at the file the test
+process writes to), so sessions, users and permissions created in a test are what they see, once
+committed (tests that use them need transactional database access).
 """
 
 import os
@@ -14,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connections
@@ -22,7 +24,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
-# Relays alive right now, so a failing test can show what they logged (conftest.py).
+# Servers alive right now, so a failing test can show what they logged (conftest.py).
 LIVE = []
 
 
@@ -33,28 +35,33 @@ def free_port():
 
 
 def database_url():
-    """DATABASE_URL for a relay: the test database, which the test process created."""
+    """DATABASE_URL for a server process: the test database, which the test process created."""
     database = connections["default"].settings_dict
     if database["ENGINE"] == "django.db.backends.sqlite3":
         name = str(database["NAME"])
         if name == ":memory:" or name.startswith("file:"):
-            raise RuntimeError("The relay cannot share an in-memory test database; see tests/redis_server.py.")
+            raise RuntimeError("A server process cannot share an in-memory test database; see tests/redis_server.py.")
         return f"sqlite:///{name}"
-    # PostgreSQL: build postgres://USER:PASSWORD@HOST:PORT/<test NAME> here when it is needed.
-    raise NotImplementedError(f"Relay tests do not support {database['ENGINE']} yet.")
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        credentials = quote(database["USER"] or "", safe="")
+        if database["PASSWORD"]:
+            credentials += ":" + quote(database["PASSWORD"], safe="")
+        host = database["HOST"] or "localhost"
+        port = f":{database['PORT']}" if database["PORT"] else ""
+        return f"postgres://{credentials}@{host}{port}/{quote(database['NAME'], safe='')}"
+    raise NotImplementedError(f"Server processes do not support {database['ENGINE']}.")
 
 
 @dataclass
-class Relay:
+class ServerProcess:
+    """A `manage.py` server subprocess listening on 127.0.0.1:<port>, its output in a log file."""
+
     port: int
     process: subprocess.Popen
     log_path: Path
     host: str = "127.0.0.1"
+    name: str = "server"
     _log_offset: int = field(default=0, repr=False)
-
-    @property
-    def url(self):
-        return f"ws://{self.host}:{self.port}/ws/"
 
     def output(self, since=0):
         try:
@@ -69,6 +76,7 @@ class Relay:
             return 0
 
     def stop(self):
+        """SIGINT (both commands stop cleanly on it), then SIGKILL; bounded."""
         if self in LIVE:
             LIVE.remove(self)
         if self.process.poll() is None:
@@ -81,43 +89,84 @@ class Relay:
         return self.process.returncode
 
 
-def start_relay(log_dir, settings_module="project.settings", extra_env=None):
-    """Start a relay on a free port and wait (bounded) until it accepts connections."""
-    port = free_port()
-    log_path = Path(log_dir) / f"relay-{port}.log"
-    env = dict(
-        os.environ,
+@dataclass
+class Relay(ServerProcess):
+    name: str = "relay"
+
+    @property
+    def url(self):
+        return f"ws://{self.host}:{self.port}/ws/"
+
+
+@dataclass
+class DjangoServer(ServerProcess):
+    name: str = "runserver"
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+
+def server_env(settings_module="project.settings", extra_env=None):
+    """The environment of a server process: the test run's Redis and database, DEBUG on."""
+    inherited = dict(os.environ)
+    # The browser tests set this in the test process (Playwright runs an event loop there); the
+    # servers must keep Django's check that no ORM call runs on an event loop.
+    inherited.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return dict(
+        inherited,
         REDIS_URL=settings.CACHES["default"]["LOCATION"],
         DATABASE_URL=database_url(),
         DJANGO_SETTINGS_MODULE=settings_module,
         PYTHONUNBUFFERED="1",
-        # DEBUG with no ALLOWED_HOSTS: http://localhost is an allowed Origin (wsserver.auth).
+        # DEBUG with no ALLOWED_HOSTS: localhost and 127.0.0.1 are allowed hosts and Origins
+        # (wsserver.auth), and runserver serves the static files.
         DJANGO_DEBUG="1",
         DJANGO_ALLOWED_HOSTS="",
         **(extra_env or {}),
     )
-    with open(log_path, "wb") as log:
+
+
+def start_server(server_class, command, log_dir, port=None, settings_module="project.settings", extra_env=None):
+    """
+    Run `manage.py <command> 127.0.0.1:<port> --noreload` (on a free port unless given, e.g. to
+    restart a server where its clients expect it) and wait, bounded, until it accepts connections.
+    """
+    port = port or free_port()
+    log_path = Path(log_dir) / f"{server_class.name}-{port}.log"
+    with open(log_path, "ab") as log:  # appended: a server restarted on its port keeps one log
         process = subprocess.Popen(
-            [sys.executable, str(BASE_DIR / "manage.py"), "runwsserver", f"127.0.0.1:{port}", "--noreload"],
+            [sys.executable, str(BASE_DIR / "manage.py"), command, f"127.0.0.1:{port}", "--noreload"],
             cwd=BASE_DIR,
-            env=env,
+            env=server_env(settings_module, extra_env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    relay = Relay(port, process, log_path)
+    server = server_class(port, process, log_path)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"The relay exited with code {process.returncode} before listening:\n{relay.output()}")
+            raise RuntimeError(f"{command} exited with code {process.returncode} before listening:\n{server.output()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 break
         except OSError:
             pass
         if time.monotonic() > deadline:
-            relay.stop()
-            raise RuntimeError(f"The relay did not listen on port {port} within {START_TIMEOUT} s:\n{relay.output()}")
+            server.stop()
+            raise RuntimeError(f"{command} did not listen on port {port} within {START_TIMEOUT} s:\n{server.output()}")
         time.sleep(0.05)
-    LIVE.append(relay)
-    return relay
+    LIVE.append(server)
+    return server
+
+
+def start_relay(log_dir, settings_module="project.settings", extra_env=None, port=None):
+    """Start a relay (on a free port, or on `port`) and wait until it accepts connections."""
+    return start_server(Relay, "runwsserver", log_dir, port, settings_module, extra_env)
+
+
+def start_django(log_dir, relay, settings_module="project.settings", extra_env=None, port=None):
+    """Start Django's runserver, whose pages send browsers to `relay`, and wait until it listens."""
+    extra_env = {"WSSERVER_PUBLIC_URL": relay.url, **(extra_env or {})}
+    return start_server(DjangoServer, "runserver", log_dir, port, settings_module, extra_env)

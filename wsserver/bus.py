@@ -10,6 +10,7 @@ still arrives, in order.
 import asyncio
 import logging
 import random
+import time
 
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -18,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from notifications import cursors
 from notifications.conf import app_settings
 from notifications.publishing import decode_message
 
@@ -73,31 +75,71 @@ async def latest_entry_id(redis):
             await asyncio.sleep(delay)
 
 
-async def follow(redis, after, deliver):
-    """Call deliver(entry_id, routes, event_json) for each stream entry after `after`, forever."""
+class ReaderState:
+    """What /healthz reports about the reader."""
+
+    def __init__(self):
+        self.connected = True
+        self.reconnects = 0
+        self.down_since = None  # time.monotonic() when Redis was lost
+
+
+async def follow(redis, after, deliver, state, recover):
+    """
+    Call deliver(entry_id, event_id, routes, event_json) for each stream entry after `after`,
+    forever. After a reconnection, or a full batch (the reader is behind and the stream may have
+    been trimmed under it), entries missing from the stream are recovered first:
+    `await recover(since, until)` returns them from the database, in the same form.
+    """
     key = app_settings.NOTIFICATIONS_STREAM_KEY
     delays = None
+    check_gap = False
     while True:
         try:
+            if check_gap:
+                after = await _fill_gap(redis, after, deliver, recover)
+                check_gap = False
             response = await redis.xread({key: after}, count=BATCH, block=BLOCK_MS)
         except REDIS_DOWN as exc:
-            delays = delays or backoff_delays()
+            if delays is None:
+                delays = backoff_delays()
+                state.connected, state.down_since = False, time.monotonic()
             delay = next(delays)
             logger.warning("Lost Redis (%s); reconnecting in %.1f s", exc, delay)
             await asyncio.sleep(delay)
+            check_gap = True
             continue
         if delays is not None:
-            logger.info("Redis is back; reading on after %s", after)
+            logger.info("Redis is back after %.1f s; reading on after %s", time.monotonic() - state.down_since, after)
             delays = None
+            state.connected, state.down_since = True, None
+            state.reconnects += 1
         for _stream, entries in response:
             for entry_id, fields in entries:
                 try:
-                    routes, event_json = decode_message(fields)
+                    event_id, routes, event_json = decode_message(fields)
                 except (KeyError, ValueError):
                     logger.error("Skipping malformed stream entry %s", entry_id)
                 else:
                     try:
-                        deliver(entry_id, routes, event_json)
+                        deliver(entry_id, event_id, routes, event_json)
                     except Exception:
                         logger.exception("Could not deliver stream entry %s", entry_id)
                 after = entry_id
+            check_gap = len(entries) == BATCH
+
+
+async def _fill_gap(redis, after, deliver, recover):
+    """Deliver what the database has between `after` and the stream's oldest entry; the new `after`."""
+    oldest = await redis.xrange(app_settings.NOTIFICATIONS_STREAM_KEY, count=1)
+    since = cursors.position(after)
+    until = cursors.position(oldest[0][0]) - 1 if oldest else None
+    if until is not None and until <= since:
+        return after
+    missing = await recover(since, until)
+    if missing:
+        logger.warning("Recovered %d event(s) missing from the stream from the database", len(missing))
+    for entry in missing:
+        deliver(*entry)
+        after = entry[0]
+    return after

@@ -6,17 +6,30 @@ notifications.authorization, the same rules as the Django side), then turned int
 the hub delivers by. Each subscribe loads the user afresh from the session, as Django does for
 every request: permissions granted or withdrawn since the connection opened count, and a session
 that has ended closes the socket. Nothing here runs per event.
+
+Resuming keeps the connection's sequence exact: from `welcome`, live events are held until the
+client resumes (the replay goes first, then what was held, less what the replay covered), or
+sends any other command than `subscribe`, or SETTLE_SECONDS pass. A client that subscribes and
+resumes right after `welcome` thus gets every missed event, in order, once, then live ones.
 """
 
+import asyncio
+import time
+
+from notifications import cursors
 from notifications.authorization import routes_for
 from notifications.conf import app_settings
 from notifications.sessions import user_for_session_key
 from notifications.topics import INBOX, TopicError, parse_topic
 
 from . import protocol
+from .replay import ReplayImpossible, missed_frames
 from .threads import run_sync
 
 SESSION_ENDED = 4003
+SETTLE_SECONDS = 0.3
+# How long a resume waits for this relay to reach a cursor another relay gave the client.
+CATCH_UP_SECONDS = 1.0
 
 
 def authorize_topics(session_key, names):
@@ -45,21 +58,28 @@ def canonical_name(name):
 
 
 class Client:
-    def __init__(self, connection, identity, hub):
+    def __init__(self, connection, identity, hub, redis):
         self.connection = connection
         self.user = identity.user
         self.session_key = identity.session_key
         self.hub = hub
+        self.redis = redis
         self.subscriptions = {}  # canonical topic name → routes it follows
+        self._settle = None
+        self._welcome_position = 0
 
     async def start(self):
-        """Follow the inbox, then send `welcome` with the cursor live delivery starts after."""
+        """Follow the inbox, hold live events, then send `welcome` with the cursor they start after."""
         self._follow(INBOX, await run_sync(routes_for, self.user, parse_topic(INBOX)))
-        # No await between following and reading the cursor: every event after it reaches us.
-        welcome = protocol.welcome(self.user.pk, self.user.get_username(), list(self.subscriptions), self.hub.cursor)
-        await self.connection.send(welcome)
+        # No await between holding and reading the cursor: every event after it is held for us.
+        cursor = self.hub.hold(self.connection)
+        self._welcome_position = cursors.position(cursor)
+        self._settle = asyncio.get_running_loop().call_later(SETTLE_SECONDS, self._release)
+        await self.connection.send(protocol.welcome(self.user.pk, self.user.get_username(), list(self.subscriptions), cursor))
 
     def close(self):
+        self._cancel_settle()
+        self.hub.forget(self.connection)
         self.hub.unfollow(self.connection, self._all_routes())
         self.subscriptions.clear()
 
@@ -67,17 +87,19 @@ class Client:
         try:
             command = protocol.parse(frame, app_settings.WSSERVER_MAX_TOPICS)
         except protocol.ProtocolError as error:
+            self._release()
             await self.connection.send(protocol.error(error.code, str(error), error.ref))
             return
         if isinstance(command, protocol.Subscribe):
             await self.subscribe(command.topics, command.ref)
+        elif isinstance(command, protocol.Resume):
+            await self.resume(command.cursor, command.ref)
         elif isinstance(command, protocol.Unsubscribe):
+            self._release()
             await self.unsubscribe(command.topics, command.ref)
         elif isinstance(command, protocol.Ping):
+            self._release()
             await self.connection.send(protocol.pong(command.ref))
-        elif isinstance(command, protocol.Resume):
-            # Missed events are not replayed by this relay: the client reloads over HTTP.
-            await self.connection.send(protocol.resync())
         elif isinstance(command, protocol.Auth):
             await self.connection.send(protocol.error("bad_request", "Already authenticated.", command.ref))
 
@@ -108,6 +130,48 @@ class Client:
         for name in names:
             self._unfollow(name)
         await self.connection.send(protocol.unsubscribed(names, "requested", ref))
+
+    async def resume(self, cursor, ref):
+        """Replay what was missed after `cursor` on the followed topics, then what was held."""
+        self._cancel_settle()
+        try:
+            since = cursors.position(cursor)
+        except cursors.BadCursor as error:
+            self._release()
+            await self.connection.send(protocol.error("bad_request", str(error), ref))
+            return
+        held = self.hub.is_held(self.connection)
+        if held:
+            until = cursors.position(self.hub.cursor)
+            deadline = time.monotonic() + CATCH_UP_SECONDS
+            while until < since and time.monotonic() < deadline:  # another relay was ahead of this one
+                await asyncio.sleep(0.02)
+                until = cursors.position(self.hub.cursor)
+        else:
+            # Resumed late: everything since `welcome` was delivered live already. What came
+            # before is replayed now, after those newer events.
+            until = self._welcome_position
+        try:
+            frames = await missed_frames(self.redis, since, until, self._all_routes(), int(time.time() * 1000))
+        except ReplayImpossible:
+            self._release()
+            await self.connection.send(protocol.resync())
+            return
+        for frame in frames:
+            await self.connection.send(frame)
+        if held and not self.hub.release(self.connection, after=max(since, until)):
+            await self.connection.send(protocol.resync())
+
+    def _release(self):
+        """Deliver live from now on, after what was held; resync if the hold overflowed."""
+        self._cancel_settle()
+        if self.hub.is_held(self.connection) and not self.hub.release(self.connection):
+            asyncio.get_running_loop().create_task(self.connection.send(protocol.resync()))
+
+    def _cancel_settle(self):
+        if self._settle is not None:
+            self._settle.cancel()
+            self._settle = None
 
     def _follow(self, name, routes):
         self._unfollow(name)

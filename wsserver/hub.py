@@ -4,20 +4,46 @@ Which connections follow which route, and delivering events to them.
 A dict of sets: route → connections. Delivering an event costs one lookup per route it carries
 and one `websockets.broadcast` per topic it is shown under; each frame is built once for all
 its recipients, and no write is awaited, so a slow connection never holds up the others.
+
+Two guards keep each connection's sequence exact:
+- An event id delivered once is not delivered again (a bounded memory of recent ids), whatever
+  republished it.
+- A connection can be *held*: its live frames wait in a buffer while it resumes (the replay of
+  older events must reach it first), then are released in order, less those the replay covered.
 """
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
 from websockets.asyncio.server import broadcast
 
+from notifications import cursors
 from notifications.topics import topic_of_route
 
 from . import protocol
+
+RECENT_EVENT_IDS = 100_000
+MAX_HELD_FRAMES = 10_000
+
+
+class Hold:
+    """Live frames kept for a held connection, oldest first, as (position, frame)."""
+
+    def __init__(self):
+        self.frames = []
+        self.overflowed = False
+
+    def keep(self, position, frame):
+        if len(self.frames) < MAX_HELD_FRAMES:
+            self.frames.append((position, frame))
+        else:
+            self.overflowed = True
 
 
 class Hub:
     def __init__(self, cursor="0-0"):
         self._followers = defaultdict(set)
+        self._held = {}  # connection → Hold
+        self._recent = OrderedDict()  # event ids delivered lately, oldest first
         # The stream position of the last event delivered: what a client starting now has seen.
         self.cursor = cursor
 
@@ -33,26 +59,65 @@ class Hub:
                 if not followers:
                     del self._followers[route]
 
-    def deliver(self, cursor, routes, event_json):
+    def forget(self, connection):
+        self._held.pop(connection, None)
+
+    def deliver(self, cursor, event_id, routes, event_json):
         """
         Send an event to every connection following any of its routes, once each. Routes come
-        most specific first (publishing.encode_message), so a connection that follows both
+        most specific first (publishing.sorted_routes), so a connection that follows both
         `object:auth.user:5` and `model:auth.user` sees the event under the object topic.
-        Returns the number of connections it was sent to.
+        Returns the number of connections it reached (or was held for).
         """
         self.cursor = cursor
-        delivered = set()
-        frames = {}
+        if event_id in self._recent:
+            return 0
+        self._recent[event_id] = None
+        if len(self._recent) > RECENT_EVENT_IDS:
+            self._recent.popitem(last=False)
+        reached = set()
         for route in routes:
             followers = self._followers.get(route)
             if not followers:
                 continue
-            recipients = followers - delivered if delivered else followers
-            if not recipients:
-                continue
-            topic = topic_of_route(route)
-            if topic not in frames:
-                frames[topic] = protocol.event(topic, cursor, event_json)
-            broadcast(recipients, frames[topic])
-            delivered |= recipients
-        return len(delivered)
+            recipients = followers - reached if reached else followers
+            if recipients:
+                self._send(recipients, protocol.event(topic_of_route(route), cursor, event_json), cursor)
+                reached |= recipients
+        return len(reached)
+
+    def _send(self, recipients, frame, cursor):
+        if self._held:
+            held = recipients & self._held.keys()
+            if held:
+                position = cursors.position(cursor)
+                for connection in held:
+                    self._held[connection].keep(position, frame)
+                recipients = recipients - held
+        broadcast(recipients, frame)
+
+    def hold(self, connection):
+        """Keep this connection's live frames until release(); the cursor it has reached."""
+        self._held.setdefault(connection, Hold())
+        return self.cursor
+
+    def release(self, connection, after=-1):
+        """
+        Send the frames held for this connection that are newer than position `after`, in order,
+        without awaiting (nothing can slip between them), and deliver live again. False when the
+        buffer overflowed: frames were lost and the client must resync.
+        """
+        hold = self._held.pop(connection, None)
+        if hold is None:
+            return True
+        for position, frame in hold.frames:
+            if position > after:
+                broadcast([connection], frame)
+        return not hold.overflowed
+
+    def resync_all(self):
+        """Tell every connection that events were lost and it must reload over HTTP."""
+        broadcast({connection for followers in self._followers.values() for connection in followers}, protocol.resync())
+
+    def is_held(self, connection):
+        return connection in self._held

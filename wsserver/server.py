@@ -1,34 +1,52 @@
 """
-The relay's asyncio wiring: the WebSocket server, the Redis reader and the hub between them.
+The relay's asyncio wiring: the WebSocket server, the Redis reader and the hub between them,
+plus the outbox drainer, the slow-client watchdog and the /healthz endpoint.
 
 One process runs one event loop, one Redis reader (bus.follow) and one Hub. Connections
 authenticate (auth.py), then live as a Client until they close.
 """
 
 import asyncio
+import json
 import logging
 import signal
 import threading
 import time
+from http import HTTPStatus
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Response
+from websockets.protocol import State
 
+from notifications import outbox
 from notifications.conf import app_settings
 
 from . import bus
 from .auth import authenticate_first_message, check_handshake
 from .client import Client
 from .hub import Hub
+from .replay import ReplayImpossible, stored_entries
+from .threads import run_sync
 
 logger = logging.getLogger(__name__)
 
 AUTH_FAILED = 4001
+TRY_AGAIN_LATER = 1013
+OUTBOX_INTERVAL = 1.0
+SLOW_CLIENT_INTERVAL = 0.25
+# Seconds a closing handshake may take; with SIGTERM, every socket closes within it.
+CLOSE_TIMEOUT = 3
 
 
 class Relay:
-    def __init__(self, hub):
+    def __init__(self, hub, redis, reader_state):
         self.hub = hub
+        self.redis = redis
+        self.reader_state = reader_state
+        self.server = None
 
     async def handle(self, connection):
         address = connection.remote_address[0] if connection.remote_address else "?"
@@ -42,9 +60,10 @@ class Relay:
             logger.info("Refused %s: authentication failed or missing", address)
             await connection.close(AUTH_FAILED, "Authentication failed or missing.")
             return
-        client = Client(connection, identity, self.hub)
+        client = Client(connection, identity, self.hub, self.redis)
         started = time.monotonic()
-        logger.info("Connected %s (user %s) from %s by %s", identity.user.get_username(), identity.user.pk, address, identity.method)
+        user = identity.user
+        logger.info("Connected %s (user %s) from %s by %s", user.get_username(), user.pk, address, identity.method)
         try:
             await client.start()
             async for frame in connection:
@@ -55,15 +74,92 @@ class Relay:
             client.close()
             logger.info(
                 "Disconnected %s (user %s) from %s: code %s after %.1f s",
-                identity.user.get_username(), identity.user.pk, address, connection.close_code, time.monotonic() - started,
+                user.get_username(), user.pk, address, connection.close_code, time.monotonic() - started,
             )
+
+    async def process_request(self, connection, request):
+        if urlsplit(request.path).path == "/healthz":
+            return self.health(connection)
+        return await check_handshake(connection, request)
+
+    def health(self, connection):
+        """200 while the relay reads Redis, 503 while it does not (load balancers drain it)."""
+        state = self.reader_state
+        body = {
+            "status": "ok" if state.connected else "redis_unavailable",
+            "redis": "up" if state.connected else "down",
+            "redis_down_seconds": round(time.monotonic() - state.down_since, 1) if state.down_since else 0,
+            "redis_reconnects": state.reconnects,
+            "connections": len(self.server.connections) if self.server else 0,
+            "cursor": self.hub.cursor,
+        }
+        status = HTTPStatus.OK if state.connected else HTTPStatus.SERVICE_UNAVAILABLE
+        content = json.dumps(body).encode() + b"\n"
+        headers = Headers(
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(content))),
+                ("Cache-Control", "no-store"),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(status.value, status.phrase, headers, content)
+
+
+def database_recovery(hub):
+    """recover() for bus.follow: lost entries from the database; past MAX_REPLAY, everyone resyncs."""
+
+    async def recover(since, until):
+        try:
+            return await run_sync(stored_entries, since, until)
+        except ReplayImpossible as error:
+            logger.error("Events missing from the stream cannot be recovered (%s): clients resync", error)
+            hub.resync_all()
+            return []
+
+    return recover
+
+
+async def drain_outbox():
+    """Publish committed events that missed Redis, once a second (see notifications.outbox)."""
+    while True:
+        await asyncio.sleep(OUTBOX_INTERVAL)
+        try:
+            published = await run_sync(outbox.drain)
+        except Exception:
+            logger.exception("Could not drain the outbox")
+        else:
+            if published:
+                logger.info("Published %d event(s) from the outbox", published)
+
+
+async def close_slow_clients(server):
+    """
+    Close (1013) connections with more than WSSERVER_MAX_BUFFER bytes waiting to be sent: a
+    client that stops reading costs at most that, plus what arrives before the next check.
+    """
+    limit = app_settings.WSSERVER_MAX_BUFFER
+    while True:
+        await asyncio.sleep(SLOW_CLIENT_INTERVAL)
+        for connection in list(server.connections):
+            transport = connection.transport
+            if connection.state is State.OPEN and transport is not None and transport.get_write_buffer_size() > limit:
+                logger.warning(
+                    "Closing %s: too slow, %d bytes waiting to be sent",
+                    connection.remote_address[0] if connection.remote_address else "?",
+                    transport.get_write_buffer_size(),
+                )
+                asyncio.create_task(connection.close(TRY_AGAIN_LATER, "Too slow to keep up: reconnect and resume."))
 
 
 async def run(host, port, ready=None):
     """Serve until SIGINT or SIGTERM; call ready(server) once listening."""
     redis = bus.connect()
     hub = Hub(await bus.latest_entry_id(redis))
-    reader = asyncio.create_task(bus.follow(redis, hub.cursor, hub.deliver))
+    reader_state = bus.ReaderState()
+    relay = Relay(hub, redis, reader_state)
+    reader = asyncio.create_task(bus.follow(redis, hub.cursor, hub.deliver, reader_state, database_recovery(hub)))
+    helpers = [asyncio.create_task(drain_outbox())]
     stop = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
         loop = asyncio.get_running_loop()
@@ -71,23 +167,27 @@ async def run(host, port, ready=None):
             loop.add_signal_handler(signum, stop.set)
     try:
         async with serve(
-            Relay(hub).handle,
+            relay.handle,
             host,
             port,
-            process_request=check_handshake,
+            process_request=relay.process_request,
             compression=None,
             max_size=app_settings.WSSERVER_MAX_MESSAGE_SIZE,
+            close_timeout=CLOSE_TIMEOUT,
             server_header=None,
         ) as server:
+            relay.server = server
+            helpers.append(asyncio.create_task(close_slow_clients(server)))
             if ready is not None:
                 ready(server)
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait([stopping, reader], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
-            logger.info("Shutting down: closing %d connection(s)", len(server.connections))
+            logger.info("Shutting down: closing %d connection(s) with 1001", len(server.connections))
         if reader.done():
             # A relay that no longer reads events must not keep sockets open as if it did.
             raise RuntimeError("The Redis reader stopped") from reader.exception()
     finally:
-        reader.cancel()
+        for task in (reader, *helpers):
+            task.cancel()
         await redis.aclose()

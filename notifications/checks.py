@@ -1,0 +1,109 @@
+"""
+System checks: `manage.py check` names each misconfiguration and how to fix it, instead of
+leaving it to surface as a bell that never rings.
+"""
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib.staticfiles import finders
+from django.core.checks import Error, Tags, Warning, register
+from django.template import engines
+from django.template.backends.django import DjangoTemplates
+
+from .conf import app_settings
+
+WIDGET_SCRIPT = "notifications/widget.js"
+REDIS_BACKEND = "django_redis.cache.RedisCache"
+CONTEXT_PROCESSORS = ("django.template.context_processors.request", "django.contrib.auth.context_processors.auth")
+
+
+@register(Tags.caches)
+def check_redis(app_configs, **kwargs):
+    alias = app_settings.NOTIFICATIONS_REDIS_ALIAS
+    cache = settings.CACHES.get(alias)
+    if cache is None or cache.get("BACKEND") != REDIS_BACKEND:
+        return [
+            Error(
+                f"CACHES[{alias!r}] is not a django-redis cache: events travel through it.",
+                hint=f"Set CACHES[{alias!r}] = {{'BACKEND': '{REDIS_BACKEND}', 'LOCATION': 'redis://host:6379/0'}}, "
+                "or point NOTIFICATIONS_REDIS_ALIAS at such a cache.",
+                id="notifications.E001",
+            )
+        ]
+    if not settings.DEBUG and (not cache.get("LOCATION") or app_settings.NOTIFICATIONS_BUNDLED_REDIS_DIR):
+        return [
+            Error(
+                "No Redis server is configured, outside DEBUG.",
+                hint="Set REDIS_URL (or the cache's LOCATION) to your Redis server; the bundled one is for development.",
+                id="notifications.E002",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
+def check_origins(app_configs, **kwargs):
+    errors = []
+    hosts = [host for host in settings.ALLOWED_HOSTS if host != "*"]
+    if not settings.DEBUG and not hosts and not app_settings.WSSERVER_ALLOWED_ORIGINS:
+        errors.append(
+            Error(
+                "No origin may open a WebSocket with the session cookie: the relay will refuse every browser "
+                "that sends it (HTTP 403).",
+                hint="List your site's hosts in ALLOWED_HOSTS, or its origins (https://app.example.com) in "
+                "WSSERVER_ALLOWED_ORIGINS.",
+                id="notifications.E003",
+            )
+        )
+    if "*" in settings.ALLOWED_HOSTS:
+        errors.append(
+            Warning(
+                "'*' in ALLOWED_HOSTS allows no WebSocket origin: it would let any site use your visitors' sessions.",
+                hint="List the origins pages are served from in WSSERVER_ALLOWED_ORIGINS.",
+                id="notifications.W001",
+            )
+        )
+    return errors
+
+
+@register(Tags.templates)
+def check_widget(app_configs, **kwargs):
+    errors = []
+    if not apps.is_installed("django.contrib.staticfiles"):
+        errors.append(
+            Error(
+                "django.contrib.staticfiles is not installed: the widget's script and styles cannot be served.",
+                hint="Add 'django.contrib.staticfiles' to INSTALLED_APPS.",
+                id="notifications.E004",
+            )
+        )
+    elif not finders.find(WIDGET_SCRIPT):
+        errors.append(
+            Error(
+                f"The widget's static file {WIDGET_SCRIPT} cannot be found.",
+                hint="Keep 'django.contrib.staticfiles.finders.AppDirectoriesFinder' in STATICFILES_FINDERS.",
+                id="notifications.E005",
+            )
+        )
+    django_engines = [engine for engine in engines.all() if isinstance(engine, DjangoTemplates)]
+    for engine in django_engines:
+        missing = [name for name in CONTEXT_PROCESSORS if name not in engine.engine.context_processors]
+        if missing:
+            errors.append(
+                Error(
+                    f"Template engine {engine.name!r} lacks context processors the widget needs: {', '.join(missing)}.",
+                    hint="Add them to TEMPLATES[...]['OPTIONS']['context_processors'].",
+                    id="notifications.E006",
+                )
+            )
+    names = [config.name for config in apps.get_app_configs()]
+    if "django.contrib.admin" in names and names.index("django.contrib.admin") < names.index("notifications"):
+        errors.append(
+            Warning(
+                "django.contrib.admin comes before notifications in INSTALLED_APPS: the admin will show no "
+                "notification bell.",
+                hint="List 'notifications' above 'django.contrib.admin'.",
+                id="notifications.W002",
+            )
+        )
+    return errors

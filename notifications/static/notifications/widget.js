@@ -1,0 +1,927 @@
+/**
+ * The notifications widget: a bell with an unread badge, a dropdown of recent notifications,
+ * live toasts, the connection state and, on a Django admin change form, a banner when someone
+ * else changes the object on the page.
+ *
+ * A static ES module with no build step and nothing inline: each `[data-ntf-widget]` element
+ * rendered by `{% notifications_widget %}` carries its configuration in data-* attributes.
+ * Several widgets on one page each keep their own connection; toasts, desktop notifications
+ * and the banner are shared by the page, so one event is shown once.
+ *
+ * State comes from the HTTP API (the list, the unread count, marking read); live events come
+ * from the relay (docs/protocol.md): a fresh ticket for each connection attempt, `auth` as the
+ * first message, `subscribe`, then `resume` with the last cursor after a reconnection (a `resync`
+ * answer reloads the state over HTTP). Reconnection uses exponential backoff with full jitter.
+ *
+ * Event text is untrusted: it only ever reaches the page through textContent, and only
+ * relative or http(s) URLs become links.
+ */
+
+const BACKOFF_BASE_MS = 1000;
+const BACKOFF_CAP_MS = 30000;
+const TRY_AGAIN_LATER = 1013; // the relay is overloaded: do not come straight back
+const HEARTBEAT_MS = 30000;
+const PONG_TIMEOUT_MS = 10000;
+const FIRST_LOAD_FALLBACK_MS = 2000; // load over HTTP without waiting longer for the relay
+const TOAST_MS = 6000;
+const MAX_TOASTS = 4;
+const PAGE_SIZE = 20;
+const LIVE_LOG_SIZE = 200;
+const AUTH_FAILED = 4001;
+const SESSION_ENDED = 4003;
+const DESKTOP_KEY = "notifications.desktop";
+const EVENT_NAME = "notifications:event";
+const BANNER_VERBS = {
+  "admin.change": "changed",
+  "model.updated": "changed",
+  "admin.deletion": "deleted",
+  "model.deleted": "deleted",
+};
+
+// Helpers ---------------------------------------------------------------------------------------
+
+/** An element with a class and text content (never HTML). */
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+/** The href to use for an event's URL: relative ("/...") or http(s) only, else null. */
+export function safeUrl(url) {
+  if (typeof url !== "string" || !url) return null;
+  const trimmed = url.trim();
+  if (!trimmed.startsWith("/") && !/^https?:\/\//i.test(trimmed)) return null;
+  try {
+    const parsed = new URL(trimmed, window.location.href);
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Milliseconds to wait before reconnection attempt `attempt` (0, 1, ...): full jitter. */
+export function backoffDelay(attempt, random = Math.random) {
+  return random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+}
+
+export function formatCount(count) {
+  return count > 99 ? "99+" : String(count);
+}
+
+function isObjectKind(kind) {
+  return typeof kind === "string" && (kind.startsWith("admin.") || kind.startsWith("model."));
+}
+
+/** Object events the user made themselves are not news to them (the feed leaves them out too). */
+export function isOwnObjectEvent(event, userId) {
+  return isObjectKind(event.kind) && event.actor != null && String(event.actor.id) === String(userId);
+}
+
+function isEvent(event) {
+  return event !== null && typeof event === "object" && Number.isInteger(event.id) && typeof event.title === "string";
+}
+
+function words(value) {
+  return (value || "").split(/[\s,]+/).filter(Boolean);
+}
+
+function relativeTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  const seconds = Math.round((date.getTime() - Date.now()) / 1000);
+  const language = document.documentElement.lang || undefined;
+  let format;
+  try {
+    format = new Intl.RelativeTimeFormat(language, { numeric: "auto" });
+  } catch {
+    format = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  }
+  for (const [unit, size] of [["day", 86400], ["hour", 3600], ["minute", 60]]) {
+    if (Math.abs(seconds) >= size) return format.format(Math.round(seconds / size), unit);
+  }
+  return Math.abs(seconds) < 10 ? format.format(0, "second") : format.format(seconds, "second");
+}
+
+function timeElement(iso) {
+  const time = el("time", "ntf-time", relativeTime(iso));
+  const date = new Date(iso);
+  if (!Number.isNaN(date.getTime())) {
+    time.dateTime = date.toISOString();
+    time.title = date.toLocaleString();
+  }
+  return time;
+}
+
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message || `HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+// What the page shares between widgets: toasts, desktop notifications, the banner ------------------
+
+const shown = new Set(); // event ids already toasted on this page
+
+const desktop = {
+  supported() {
+    return typeof window.Notification === "function";
+  },
+  permission() {
+    return this.supported() ? window.Notification.permission : "denied";
+  },
+  enabled() {
+    try {
+      return this.permission() === "granted" && window.localStorage.getItem(DESKTOP_KEY) === "on";
+    } catch {
+      return false;
+    }
+  },
+  remember(on) {
+    try {
+      if (on) window.localStorage.setItem(DESKTOP_KEY, "on");
+      else window.localStorage.removeItem(DESKTOP_KEY);
+    } catch {
+      // storage unavailable (privacy mode): the choice lasts for this page only
+    }
+  },
+  show(event, onClick) {
+    if (!document.hidden || !this.enabled()) return;
+    try {
+      const notification = new window.Notification(event.title, { body: event.body || "", tag: `ntf-${event.id}` });
+      notification.addEventListener("click", () => {
+        window.focus();
+        notification.close();
+        onClick();
+      });
+    } catch {
+      // some browsers only allow notifications from a service worker
+    }
+  },
+};
+
+const toaster = {
+  container: null,
+
+  ensure() {
+    if (this.container && this.container.isConnected) return this.container;
+    this.container = el("div", "ntf-toasts");
+    this.container.dataset.ntfToasts = "";
+    document.body.append(this.container);
+    return this.container;
+  },
+
+  /** Show `event` once per page; `open` marks it read (and the link navigates). */
+  show(event, open) {
+    if (shown.has(event.id)) return false;
+    shown.add(event.id);
+    const container = this.ensure();
+    const toast = el("div", "ntf-toast");
+    toast.dataset.ntfToast = "";
+    toast.dataset.eventId = String(event.id);
+    const text = el("div", "ntf-toast-text");
+    text.append(el("strong", "ntf-toast-title", event.title));
+    if (event.body) text.append(el("span", "ntf-toast-body", event.body));
+    const href = safeUrl(event.url);
+    if (href) {
+      const link = el("a", "ntf-toast-link", "Open");
+      link.href = href;
+      link.addEventListener("click", () => open());
+      text.append(link);
+    }
+    const dismiss = el("button", "ntf-toast-dismiss", "×");
+    dismiss.type = "button";
+    dismiss.setAttribute("aria-label", "Dismiss notification");
+    dismiss.addEventListener("click", () => remove());
+    toast.append(text, dismiss);
+
+    let timer = null;
+    const remove = () => {
+      clearTimeout(timer);
+      toast.remove();
+    };
+    const start = () => {
+      clearTimeout(timer);
+      timer = setTimeout(remove, TOAST_MS);
+    };
+    // Keep a toast while the pointer or the keyboard is on it.
+    toast.addEventListener("mouseenter", () => clearTimeout(timer));
+    toast.addEventListener("mouseleave", start);
+    toast.addEventListener("focusin", () => clearTimeout(timer));
+    toast.addEventListener("focusout", start);
+    container.prepend(toast);
+    while (container.children.length > MAX_TOASTS) container.lastElementChild.remove();
+    start();
+    return true;
+  },
+};
+
+const banner = {
+  element: null,
+
+  /** "bob changed this object — Reload", at the top of the page's content. */
+  show(actorName, verb, event) {
+    if (!this.element || !this.element.isConnected) {
+      this.element = el("div", "ntf-banner");
+      this.element.dataset.ntfBanner = "";
+      this.element.setAttribute("role", "alert");
+      const slot = document.querySelector("[data-ntf-banner-slot]") || document.getElementById("content") || document.querySelector("main") || document.body;
+      slot.prepend(this.element);
+    }
+    const node = this.element;
+    node.replaceChildren();
+    node.dataset.kind = verb;
+    node.append(el("span", "ntf-banner-text", `${actorName} ${verb} this object`));
+    if (verb === "changed") {
+      node.append(document.createTextNode(" — "));
+      const reload = el("button", "ntf-banner-action", "Reload");
+      reload.type = "button";
+      reload.addEventListener("click", () => window.location.reload());
+      node.append(reload);
+    } else {
+      node.append(document.createTextNode("."));
+      const href = safeUrl(event.url);
+      if (href) {
+        const back = el("a", "ntf-banner-action", "Back to the list");
+        back.href = href;
+        node.append(document.createTextNode(" "), back);
+      }
+    }
+  },
+};
+
+// One widget -----------------------------------------------------------------------------------
+
+let instances = 0;
+
+class Widget {
+  constructor(root) {
+    this.root = root;
+    const data = root.dataset;
+    this.config = {
+      ticketUrl: data.ticketUrl,
+      listUrl: data.listUrl,
+      readUrl: data.readUrl,
+      readAllUrl: data.readAllUrl,
+      unreadUrl: data.unreadUrl,
+      userId: data.userId,
+      csrfToken: data.csrfToken || "",
+      topics: words(data.topics).filter((topic) => topic !== "inbox"),
+      objectTopic: data.objectTopic || "",
+      objectTypes: words(data.objectTypes),
+      objectId: data.objectId || "",
+    };
+    const part = (name) => root.querySelector(`[data-ntf-${name}]`);
+    this.bell = part("bell");
+    this.badge = part("badge");
+    this.stateNode = part("state");
+    this.stateText = part("state-text");
+    this.panel = part("panel");
+    this.list = part("list");
+    this.empty = part("empty");
+    this.message = part("message");
+    this.readAllButton = part("read-all");
+    this.olderButton = part("older");
+    this.desktopButton = part("desktop");
+    this.live = part("live");
+
+    this.items = new Map(); // event id → {event, read, node}
+    this.seen = new Set(); // event ids counted in the badge, never counted twice
+    this.unread = 0;
+    this.next = null;
+    this.liveLog = []; // [sequence, event] of live events, to merge into a list loaded meanwhile
+    this.liveSequence = 0;
+    this.loadGeneration = 0;
+    this.countGeneration = 0;
+    this.loadedOnce = false;
+
+    this.state = "connecting";
+    this.socket = null;
+    this.attempt = 0;
+    this.connectionId = 0;
+    this.lastCursor = null;
+    this.welcomeCursor = null;
+    this.eventsSinceWelcome = 0;
+    this.resumed = false;
+    this.stopped = false;
+    this.retryTimer = null;
+    this.heartbeatTimer = null;
+    this.pongTimer = null;
+    this.pingCount = 0;
+
+    instances += 1;
+    this.panel.id = `ntf-panel-${instances}`; // unique however the markup was made (or copied)
+    this.bell.setAttribute("aria-controls", this.panel.id);
+    this.bindUi();
+    this.renderBadge();
+    this.renderDesktop();
+    this.renderList();
+    this.start();
+  }
+
+  // The connection -----------------------------------------------------------------------------
+
+  start() {
+    this.stopped = false;
+    clearTimeout(this.firstLoadTimer);
+    // Normally the state is loaded once the relay is live (no gap between the two); a relay that
+    // is slow or down must not keep the badge empty.
+    this.firstLoadTimer = setTimeout(() => {
+      if (!this.loadedOnce) this.loadState();
+    }, FIRST_LOAD_FALLBACK_MS);
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.firstLoadTimer);
+    this.dropSocket(1000, "Leaving the page.");
+  }
+
+  setState(state) {
+    this.state = state;
+    this.root.dataset.state = state;
+    this.stateNode.dataset.state = state;
+    this.stateText.textContent = state;
+    this.stateNode.title = `Live notifications: ${state}`;
+  }
+
+  async connect() {
+    if (this.stopped) return;
+    clearTimeout(this.retryTimer);
+    const id = ++this.connectionId;
+    let ticket;
+    try {
+      ticket = await this.request(this.config.ticketUrl);
+    } catch (error) {
+      if (id !== this.connectionId || this.stopped) return;
+      if (error.status === 401 || error.status === 403) this.goOffline();
+      else this.scheduleReconnect();
+      return;
+    }
+    if (id !== this.connectionId || this.stopped) return;
+    let socket;
+    try {
+      socket = new WebSocket(ticket.url);
+    } catch {
+      this.goOffline(); // not a WebSocket URL: a configuration error, retrying will not help
+      return;
+    }
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      // The cookie may have authenticated the socket already; the relay then answers this
+      // with an "Already authenticated." error, which is ignored.
+      this.send(socket, { type: "auth", token: ticket.ticket });
+    });
+    socket.addEventListener("message", (message) => this.onFrame(socket, message.data));
+    socket.addEventListener("close", (close) => this.onClose(socket, close.code));
+  }
+
+  send(socket, message) {
+    if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  onFrame(socket, data) {
+    if (socket !== this.socket) return;
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (frame === null || typeof frame !== "object") return;
+    switch (frame.type) {
+      case "welcome":
+        this.onWelcome(socket, frame);
+        break;
+      case "event":
+        this.onEvent(frame);
+        break;
+      case "pong":
+        this.onPong(socket, frame);
+        break;
+      case "resync":
+        // Missed events cannot be replayed: take the state from the server, live from here on.
+        if (this.eventsSinceWelcome === 0 && this.welcomeCursor) this.lastCursor = this.welcomeCursor;
+        this.loadState();
+        break;
+      default:
+        // "subscribed", "unsubscribed", and errors: a refused topic is not the page's problem,
+        // and "Already authenticated." answers the ticket a cookie made unnecessary.
+        break;
+    }
+  }
+
+  onWelcome(socket, frame) {
+    this.welcomeCursor = typeof frame.cursor === "string" ? frame.cursor : null;
+    this.eventsSinceWelcome = 0;
+    const topics = [...this.config.topics];
+    if (this.config.objectTopic) topics.push(this.config.objectTopic);
+    if (topics.length) this.send(socket, { type: "subscribe", topics, ref: "subscribe" });
+    this.resumed = Boolean(this.lastCursor);
+    this.loading = null;
+    if (this.resumed) this.send(socket, { type: "resume", cursor: this.lastCursor });
+    else this.lastCursor = this.welcomeCursor;
+    // The relay answers frames in order: this pong comes after every answer to the subscription
+    // (and to `resume`), so "live" means live on every topic.
+    this.send(socket, { type: "ping", ref: "ready" });
+  }
+
+  async onReady(socket) {
+    this.attempt = 0; // a good connection: the next failure starts the backoff afresh
+    this.startHeartbeat();
+    // First connection: the state as of now, with no gap before live delivery. After `resume`,
+    // a `resync` has started reloading it already (a replay needs no reload). "live" is shown
+    // once the state is loaded: from then on, what the widget shows is current.
+    await (this.resumed ? this.loading : this.loadState());
+    if (this.socket === socket) this.setState("live");
+  }
+
+  onPong(socket, frame) {
+    if (frame.ref === "ready") {
+      this.onReady(socket);
+    } else if (frame.ref === this.awaitingPong) {
+      this.awaitingPong = null;
+      clearTimeout(this.pongTimer);
+    }
+  }
+
+  startHeartbeat() {
+    this.stopHeartbeat();
+    // A connection that died without a close (a sleeping laptop, a dropped NAT entry) is noticed
+    // within HEARTBEAT_MS + PONG_TIMEOUT_MS instead of never.
+    this.heartbeatTimer = setInterval(() => {
+      const socket = this.socket;
+      if (!socket || this.awaitingPong) return;
+      this.awaitingPong = `heartbeat-${++this.pingCount}`;
+      this.send(socket, { type: "ping", ref: this.awaitingPong });
+      this.pongTimer = setTimeout(() => {
+        if (this.socket === socket) this.dropSocket(4000, "No answer to ping.", true);
+      }, PONG_TIMEOUT_MS);
+    }, HEARTBEAT_MS);
+  }
+
+  stopHeartbeat() {
+    clearInterval(this.heartbeatTimer);
+    clearTimeout(this.pongTimer);
+    this.awaitingPong = null;
+  }
+
+  /** Close the current socket and forget it; reconnect if `reconnect`. */
+  dropSocket(code, reason, reconnect = false) {
+    const socket = this.socket;
+    if (!socket) return;
+    this.socket = null;
+    this.stopHeartbeat();
+    try {
+      socket.close(code, reason);
+    } catch {
+      // already closing
+    }
+    if (reconnect) this.afterClose(1006);
+  }
+
+  onClose(socket, code) {
+    if (socket !== this.socket) return;
+    this.socket = null;
+    this.stopHeartbeat();
+    this.afterClose(code);
+  }
+
+  afterClose(code) {
+    if (this.stopped) return;
+    if (!this.loadedOnce) this.loadState(); // the relay is unreachable: the HTTP state at least
+    if (code === AUTH_FAILED || code === SESSION_ENDED) {
+      this.goOffline();
+      return;
+    }
+    if (code === TRY_AGAIN_LATER) this.attempt = Math.max(this.attempt, 3); // seconds, not at once
+    this.scheduleReconnect();
+  }
+
+  scheduleReconnect() {
+    if (this.stopped) return;
+    this.setState("reconnecting");
+    clearTimeout(this.retryTimer);
+    const delay = backoffDelay(this.attempt);
+    this.attempt += 1;
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Logged out, or the session ended: no point reconnecting until the user comes back. */
+  goOffline() {
+    clearTimeout(this.retryTimer);
+    this.connectionId += 1; // a connection attempt under way is abandoned
+    this.dropSocket(1000, "Offline.");
+    this.setState("offline");
+  }
+
+  /** Try again now (the browser is back online, or the user opened the dropdown while offline). */
+  retryNow() {
+    if (this.stopped || this.socket || this.state === "live") return;
+    this.attempt = 0;
+    clearTimeout(this.retryTimer);
+    this.setState("reconnecting");
+    this.connect();
+  }
+
+  // Events ---------------------------------------------------------------------------------------
+
+  onEvent(frame) {
+    if (typeof frame.cursor === "string") this.lastCursor = frame.cursor;
+    this.eventsSinceWelcome += 1;
+    const event = frame.event;
+    if (!isEvent(event) || isOwnObjectEvent(event, this.config.userId)) return;
+    this.maybeShowBanner(event);
+    if (this.seen.has(event.id) || this.items.has(event.id)) return;
+    this.seen.add(event.id);
+    this.liveLog.push([++this.liveSequence, event]);
+    if (this.liveLog.length > LIVE_LOG_SIZE) this.liveLog.shift();
+    this.addItem(event, false, true);
+    this.setUnread(this.unread + 1);
+    const open = () => this.markRead(event.id, { keepalive: true });
+    if (toaster.show(event, open)) {
+      this.announce(event);
+      desktop.show(event, () => {
+        open();
+        const href = safeUrl(event.url);
+        if (href) window.location.assign(href);
+      });
+    }
+    this.root.dispatchEvent(new CustomEvent(EVENT_NAME, { bubbles: true, detail: { event, topic: frame.topic } }));
+  }
+
+  maybeShowBanner(event) {
+    const verb = BANNER_VERBS[event.kind];
+    const target = event.target;
+    if (!verb || !this.config.objectId || !target) return;
+    if (!this.config.objectTypes.includes(target.type) || String(target.id) !== this.config.objectId) return;
+    if (event.actor && String(event.actor.id) === String(this.config.userId)) return;
+    banner.show(event.actor ? event.actor.username : "Someone", verb, event);
+  }
+
+  announce(event) {
+    // Cleared first, so the same words twice are announced twice.
+    this.live.textContent = "";
+    setTimeout(() => {
+      this.live.textContent = event.body ? `New notification: ${event.title}. ${event.body}` : `New notification: ${event.title}`;
+    }, 50);
+  }
+
+  // State over HTTP -------------------------------------------------------------------------------
+
+  async request(url, { method = "GET", keepalive = false } = {}) {
+    const headers = { Accept: "application/json" };
+    if (method !== "GET") headers["X-CSRFToken"] = this.config.csrfToken;
+    const response = await fetch(url, { method, headers, credentials: "same-origin", cache: "no-store", keepalive });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      // not JSON: the status says enough
+    }
+    if (!response.ok) throw new HttpError(response.status, body && body.message);
+    return body;
+  }
+
+  listUrl(params) {
+    const url = new URL(this.config.listUrl, window.location.href);
+    for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+    return url.href;
+  }
+
+  /** The list and the unread count from the server, keeping live events it did not know yet. */
+  loadState() {
+    this.loading = this.fetchState();
+    return this.loading;
+  }
+
+  async fetchState() {
+    clearTimeout(this.firstLoadTimer);
+    this.loadedOnce = true;
+    const generation = ++this.loadGeneration;
+    const liveMark = this.liveSequence;
+    let data;
+    try {
+      data = await this.request(this.listUrl({ limit: PAGE_SIZE }));
+    } catch (error) {
+      if (generation === this.loadGeneration) this.showMessage("Could not load notifications.");
+      if (error.status === 401) this.goOffline();
+      return;
+    }
+    if (generation !== this.loadGeneration || !data || !Array.isArray(data.results)) return;
+    const results = data.results.filter(isEvent);
+    const known = new Set(results.map((event) => event.id));
+    const newest = results.reduce((max, event) => Math.max(max, event.id), 0);
+    // Live events that arrived while the request ran and are newer than what it saw.
+    const missed = this.liveLog
+      .filter(([sequence, event]) => sequence > liveMark && event.id > newest && !known.has(event.id))
+      .map(([, event]) => event);
+    const focusedId = this.focusedItemId();
+    this.items.clear();
+    this.list.replaceChildren();
+    for (const event of [...missed.reverse(), ...results]) {
+      this.seen.add(event.id);
+      this.addItem(event, known.has(event.id) ? Boolean(event.read) : false, false);
+    }
+    this.next = typeof data.next === "string" ? data.next : null;
+    this.showMessage("");
+    this.applyCount(Number(data.unread_count) || 0, liveMark);
+    this.renderList();
+    if (focusedId !== null) this.focusItem(focusedId);
+  }
+
+  async loadOlder() {
+    if (!this.next) return;
+    const url = this.next;
+    let data;
+    try {
+      data = await this.request(new URL(url, window.location.href).href);
+    } catch {
+      this.showMessage("Could not load older notifications.");
+      return;
+    }
+    if (!data || !Array.isArray(data.results)) return;
+    const first = data.results.find((event) => isEvent(event) && !this.items.has(event.id));
+    for (const event of data.results.filter(isEvent)) {
+      if (this.items.has(event.id)) continue;
+      this.seen.add(event.id);
+      this.addItem(event, Boolean(event.read), false);
+    }
+    this.next = typeof data.next === "string" ? data.next : null;
+    this.renderList();
+    if (first) this.focusItem(first.id);
+  }
+
+  /**
+   * Take the unread count the server answered to a request made at live sequence `liveMark`.
+   * Live events that arrived meanwhile may or may not be in it (the server counts in its own
+   * time): then ask again, since a count asked for after an event arrived includes it (events are
+   * published once committed).
+   */
+  applyCount(count, liveMark) {
+    const generation = ++this.countGeneration;
+    this.setUnread(count);
+    if (this.liveSequence !== liveMark) this.refreshCount(generation);
+  }
+
+  async refreshCount(generation, tries = 3) {
+    for (let attempt = 0; attempt < tries; attempt += 1) {
+      const liveMark = this.liveSequence;
+      let data;
+      try {
+        data = await this.request(this.config.unreadUrl);
+      } catch {
+        return;
+      }
+      if (generation !== this.countGeneration) return; // a newer answer took over
+      if (data && Number.isInteger(data.unread_count)) this.setUnread(data.unread_count);
+      if (this.liveSequence === liveMark) return;
+    }
+  }
+
+  async markRead(id, { keepalive = false } = {}) {
+    const item = this.items.get(id);
+    if (item && item.read) return;
+    if (item) this.setItemRead(item, true);
+    const liveMark = this.liveSequence;
+    try {
+      const data = await this.request(this.config.readUrl.replace("{id}", encodeURIComponent(id)), { method: "POST", keepalive });
+      if (data && Number.isInteger(data.unread_count)) this.applyCount(data.unread_count, liveMark);
+    } catch (error) {
+      if (item && error.status !== 404) this.setItemRead(item, false);
+      this.showMessage("Could not mark the notification as read.");
+    }
+  }
+
+  async markAllRead() {
+    const previous = [...this.items.values()].filter((item) => !item.read);
+    previous.forEach((item) => this.setItemRead(item, true));
+    const liveMark = this.liveSequence;
+    try {
+      const data = await this.request(this.config.readAllUrl, { method: "POST" });
+      this.applyCount(data && Number.isInteger(data.unread_count) ? data.unread_count : 0, liveMark);
+      this.showMessage("");
+    } catch {
+      previous.forEach((item) => this.setItemRead(item, false));
+      this.showMessage("Could not mark the notifications as read.");
+    }
+  }
+
+  // Rendering ------------------------------------------------------------------------------------
+
+  setUnread(count) {
+    this.unread = Math.max(0, count);
+    this.renderBadge();
+  }
+
+  renderBadge() {
+    const count = this.unread;
+    this.badge.hidden = count === 0;
+    this.badge.textContent = count ? formatCount(count) : "";
+    this.root.dataset.unread = String(count);
+    this.root.dataset.badge = count > 99 ? "wide" : count > 9 ? "double" : count ? "single" : "none";
+    this.bell.setAttribute("aria-label", count ? `Notifications, ${count} unread` : "Notifications");
+    this.renderReadAll();
+  }
+
+  addItem(event, read, atTop) {
+    const node = el("li", "ntf-item");
+    node.dataset.eventId = String(event.id);
+    const href = safeUrl(event.url);
+    const main = el(href ? "a" : "button", "ntf-item-main");
+    if (href) main.href = href;
+    else main.type = "button";
+    main.dataset.ntfItem = "";
+    const status = el("span", "ntf-sr-only", "Unread: ");
+    main.append(status, el("span", "ntf-item-title", event.title));
+    if (event.body) main.append(el("span", "ntf-item-body", event.body));
+    const meta = el("span", "ntf-item-meta");
+    meta.append(timeElement(event.created_at));
+    if (event.actor && event.actor.username) meta.append(document.createTextNode(` · ${event.actor.username}`));
+    main.append(meta);
+    main.addEventListener("click", () => this.markRead(event.id, { keepalive: Boolean(href) }));
+    const readButton = el("button", "ntf-item-read");
+    readButton.type = "button";
+    readButton.setAttribute("aria-label", "Mark as read");
+    readButton.title = "Mark as read";
+    readButton.append(el("span", "ntf-item-read-dot"));
+    readButton.addEventListener("click", () => {
+      this.markRead(event.id);
+      main.focus(); // the button disappears with the unread state: keep the focus on the item
+    });
+    node.append(main, readButton);
+    const item = { event, read, node, status, readButton };
+    this.items.set(event.id, item);
+    this.setItemRead(item, read);
+    if (atTop) this.list.prepend(node);
+    else this.list.append(node);
+    if (atTop) this.renderList();
+  }
+
+  setItemRead(item, read) {
+    item.read = read;
+    item.node.classList.toggle("ntf-unread", !read);
+    item.status.textContent = read ? "" : "Unread: ";
+    item.readButton.hidden = read;
+    this.renderReadAll();
+  }
+
+  renderReadAll() {
+    this.readAllButton.disabled = this.unread === 0 && ![...this.items.values()].some((item) => !item.read);
+  }
+
+  renderList() {
+    this.empty.hidden = this.items.size > 0;
+    this.olderButton.hidden = !this.next;
+    this.renderReadAll();
+  }
+
+  renderDesktop() {
+    const button = this.desktopButton;
+    if (!desktop.supported()) {
+      button.hidden = true;
+      return;
+    }
+    button.hidden = false;
+    const permission = desktop.permission();
+    const on = desktop.enabled();
+    button.disabled = permission === "denied";
+    button.setAttribute("aria-pressed", String(on));
+    button.textContent = permission === "denied" ? "Desktop notifications: blocked by the browser" : `Desktop notifications: ${on ? "on" : "off"}`;
+  }
+
+  async toggleDesktop() {
+    if (!desktop.supported()) return;
+    if (desktop.enabled()) {
+      desktop.remember(false);
+    } else {
+      let permission = desktop.permission();
+      if (permission === "default") {
+        try {
+          permission = await window.Notification.requestPermission();
+        } catch {
+          permission = desktop.permission();
+        }
+      }
+      desktop.remember(permission === "granted");
+    }
+    this.renderDesktop();
+  }
+
+  showMessage(text) {
+    this.message.textContent = text;
+    this.message.hidden = !text;
+  }
+
+  // The dropdown and the keyboard ------------------------------------------------------------------
+
+  bindUi() {
+    this.bell.addEventListener("click", () => (this.panel.hidden ? this.open() : this.close(true)));
+    this.readAllButton.addEventListener("click", async () => {
+      await this.markAllRead();
+      // The button is disabled once nothing is unread: keep the keyboard focus in the dropdown.
+      if (this.readAllButton.disabled && !this.panel.hidden) this.panel.focus();
+    });
+    this.olderButton.addEventListener("click", () => this.loadOlder());
+    this.desktopButton.addEventListener("click", () => this.toggleDesktop());
+    this.root.addEventListener("keydown", (event) => this.onKeydown(event));
+    document.addEventListener("pointerdown", (event) => {
+      if (!this.panel.hidden && !this.root.contains(event.target)) this.close(false);
+    });
+    this.root.addEventListener("focusout", (event) => {
+      if (!this.panel.hidden && event.relatedTarget && !this.root.contains(event.relatedTarget)) this.close(false);
+    });
+  }
+
+  open() {
+    this.panel.hidden = false;
+    this.bell.setAttribute("aria-expanded", "true");
+    this.renderDesktop();
+    this.refreshTimes();
+    if (this.state === "offline") this.retryNow();
+    const first = this.itemElements()[0];
+    (first || this.panel).focus();
+  }
+
+  close(returnFocus) {
+    if (this.panel.hidden) return;
+    this.panel.hidden = true;
+    this.bell.setAttribute("aria-expanded", "false");
+    if (returnFocus) this.bell.focus();
+  }
+
+  refreshTimes() {
+    for (const item of this.items.values()) {
+      const time = item.node.querySelector("time");
+      if (time) time.textContent = relativeTime(item.event.created_at);
+    }
+  }
+
+  itemElements() {
+    return [...this.list.querySelectorAll("[data-ntf-item]")];
+  }
+
+  focusedItemId() {
+    const focused = document.activeElement;
+    const node = focused && this.list.contains(focused) ? focused.closest("[data-event-id]") : null;
+    return node ? Number(node.dataset.eventId) : null;
+  }
+
+  focusItem(id) {
+    const item = this.items.get(id);
+    if (item) item.node.querySelector("[data-ntf-item]").focus();
+  }
+
+  onKeydown(event) {
+    if (event.key === "Escape" && !this.panel.hidden) {
+      event.preventDefault();
+      this.close(true);
+      return;
+    }
+    if (this.panel.hidden || !this.panel.contains(event.target)) return;
+    const items = this.itemElements();
+    const index = items.indexOf(event.target.closest("[data-ntf-item]"));
+    let target = null;
+    if (event.key === "ArrowDown") target = items[index < 0 ? 0 : Math.min(index + 1, items.length - 1)];
+    else if (event.key === "ArrowUp") target = items[index < 0 ? items.length - 1 : Math.max(index - 1, 0)];
+    else if (event.key === "Home") target = items[0];
+    else if (event.key === "End") target = items[items.length - 1];
+    else if (event.key === " " && index >= 0 && event.target.tagName === "A") {
+      event.preventDefault(); // Space activates a link item as Enter does
+      event.target.click();
+      return;
+    }
+    if (target) {
+      event.preventDefault();
+      target.focus();
+    }
+  }
+}
+
+// Start every widget on the page -------------------------------------------------------------------
+
+const widgets = new Map();
+
+/** Start the widget of one `[data-ntf-widget]` element (once); returns it. */
+export function init(root) {
+  if (!widgets.has(root)) widgets.set(root, new Widget(root));
+  return widgets.get(root);
+}
+
+export function initAll(scope = document) {
+  return [...scope.querySelectorAll("[data-ntf-widget]")].map(init);
+}
+
+// Leaving the page closes the sockets (which also lets the browser keep the page in its
+// back/forward cache); coming back reconnects and reloads the state.
+window.addEventListener("pagehide", () => widgets.forEach((widget) => widget.stop()));
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) widgets.forEach((widget) => widget.start()); // resumes from its last cursor
+});
+window.addEventListener("online", () => widgets.forEach((widget) => widget.retryNow()));
+
+initAll();

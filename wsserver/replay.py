@@ -1,0 +1,100 @@
+"""
+Replaying what a client missed: the events after its cursor, up to where live delivery took
+over, that travel under the routes it follows, oldest first.
+
+They come from the Redis stream while it still holds them. The part of the range older than the
+stream's oldest entry (trimmed by NOTIFICATIONS_STREAM_MAXLEN, or lost when Redis restarted
+without its data) comes from the database, which records each event's stream position. The
+relay's own reader recovers the same way when it finds such a gap (bus.follow). A range
+longer than NOTIFICATIONS_REPLAY_WINDOW seconds, or than MAX_REPLAY events, is not replayed: the
+client is told to resync over HTTP instead.
+"""
+
+from notifications import cursors
+from notifications.conf import app_settings
+from notifications.models import Event
+from notifications.publishing import decode_message, event_json, sorted_routes, stored_routes
+from notifications.topics import topic_of_route
+
+from . import protocol
+from .threads import run_sync
+
+MAX_REPLAY = 10_000
+PAGE = 1_000
+
+
+class ReplayImpossible(Exception):
+    """The missed events cannot all be replayed: the client must resync."""
+
+
+def topic_for(routes, followed):
+    """The topic an event with these routes (most specific first) is shown under, or None."""
+    for route in routes:
+        if route in followed:
+            return topic_of_route(route)
+    return None
+
+
+def stored_entries(since, until=None):
+    """
+    (cursor, event id, routes, event JSON) of the events stored with stream positions in
+    (since, until], oldest first, as the stream had them (ORM: run in a thread). ReplayImpossible
+    beyond MAX_REPLAY.
+    """
+    events = Event.objects.filter(stream_position__gt=since)
+    if until is not None:
+        events = events.filter(stream_position__lte=until)
+    events = list(events.select_related("actor").prefetch_related("recipients").order_by("stream_position")[: MAX_REPLAY + 1])
+    if len(events) > MAX_REPLAY:
+        raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay")
+    return [
+        (cursors.cursor(event.stream_position), event.pk, sorted_routes(stored_routes(event)), event_json(event))
+        for event in events
+    ]
+
+
+def stored_frames(since, until, followed):
+    """(event id, frame) of the stored events in (since, until] that `followed` routes carry."""
+    frames = []
+    for cursor, event_id, routes, payload in stored_entries(since, until):
+        topic = topic_for(routes, followed)
+        if topic is not None:
+            frames.append((event_id, protocol.event(topic, cursor, payload)))
+    return frames
+
+
+async def missed_frames(redis, since, until, followed, now_ms):
+    """The frames of everything in (since, until] the routes `followed` carry; ReplayImpossible."""
+    if until <= since:
+        return []
+    if now_ms - cursors.milliseconds(since) > app_settings.NOTIFICATIONS_REPLAY_WINDOW * 1000:
+        raise ReplayImpossible("the cursor is older than the replay window")
+    key = app_settings.NOTIFICATIONS_STREAM_KEY
+    oldest = await redis.xrange(key, count=1)
+    stream_start = cursors.position(oldest[0][0]) if oldest else until + 1
+    frames = []
+    if stream_start > since + 1:
+        frames += await run_sync(stored_frames, since, min(until, stream_start - 1), followed)
+    after = max(since, stream_start - 1)
+    while after < until:
+        entries = await redis.xrange(key, min=f"({cursors.cursor(after)}", max=cursors.cursor(until), count=PAGE)
+        if not entries:
+            break
+        for entry_id, fields in entries:
+            event_id, routes, payload = decode_message(fields)
+            topic = topic_for(routes, followed)
+            if topic is not None:
+                frames.append((event_id, protocol.event(topic, entry_id, payload)))
+        after = cursors.position(entries[-1][0])
+        if len(frames) > MAX_REPLAY:
+            raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay")
+    return list(_once(frames))
+
+
+def _once(frames):
+    """Each event once, should it have been published twice (see publishing.PUBLISH_ONCE)."""
+    seen = set()
+    for event_id, frame in frames:
+        if event_id not in seen:
+            seen.add(event_id)
+            yield frame
