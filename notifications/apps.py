@@ -7,9 +7,10 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks, tracking  # noqa: F401  (checks registers itself)
+        from . import checks, revocation, tracking  # noqa: F401  (checks registers itself)
 
         tracking.connect()
+        revocation.connect()
         if apps.is_installed("django.contrib.admin"):
             from . import admin_log
 

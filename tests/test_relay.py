@@ -555,6 +555,8 @@ async def test_a_withdrawn_permission_counts_for_later_subscriptions(relay, ws_c
     client, _ = await ws_clients.with_cookie(relay, session)
     await client.subscribe(["model:auth.group"])
     await call(user.user_permissions.clear)
+    revoked = await client.expect("unsubscribed")  # the relay was told, and looked again
+    assert (revoked["topics"], revoked["reason"]) == (["model:auth.group"], "permission_revoked")
     await client.send({"type": "subscribe", "topics": ["object:auth.group:1"], "ref": 5})
     error = await client.expect("error")
     assert (error["code"], error["ref"]) == ("forbidden", 5)

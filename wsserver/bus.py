@@ -1,10 +1,10 @@
 """
-Reading events from Redis: one reader per relay process, feeding the hub.
+Reading from Redis: one reader per relay process, feeding the hub.
 
-The reader follows the stream that Django publishes to (notifications.publishing) with
-XREAD BLOCK from the last entry it handled. When Redis goes away it retries with exponential
-backoff and full jitter, then reads on from that same entry, so what was published meanwhile
-still arrives, in order.
+The reader follows the streams that Django publishes to (notifications.publishing, and the
+control messages of notifications.revocation) with XREAD BLOCK from the last entries it handled.
+When Redis goes away it retries with exponential backoff and full jitter, then reads on from
+those same entries, so what was published meanwhile still arrives, in order.
 """
 
 import asyncio
@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from notifications import cursors
 from notifications.conf import app_settings
 from notifications.publishing import decode_message
+from notifications.revocation import control_key
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +63,12 @@ def backoff_delays():
         attempt += 1
 
 
-async def latest_entry_id(redis):
-    """The ID of the newest entry in the stream, "0-0" when it is empty, waiting for Redis if down."""
+async def latest_entry_id(redis, key):
+    """The ID of the newest entry of a stream, "0-0" when it is empty, waiting for Redis if down."""
     delays = backoff_delays()
     while True:
         try:
-            newest = await redis.xrevrange(app_settings.NOTIFICATIONS_STREAM_KEY, count=1)
+            newest = await redis.xrevrange(key, count=1)
             return newest[0][0] if newest else "0-0"
         except REDIS_DOWN as exc:
             delay = next(delays)
@@ -75,71 +76,96 @@ async def latest_entry_id(redis):
             await asyncio.sleep(delay)
 
 
-class ReaderState:
-    """What /healthz reports about the reader."""
+class StreamReader:
+    """
+    Follows the events stream and the control stream (notifications.revocation) with one XREAD.
 
-    def __init__(self):
+    deliver(entry_id, event_id, routes, event_json) gets each event; control(fields) each control
+    message; reconnected() runs after Redis comes back (control messages may have been lost with
+    it). After a reconnection, or a full batch (the reader is behind and the stream may have been
+    trimmed under it), events missing from the stream are recovered first: `await
+    recover(since, until)` returns them from the database, in deliver's form.
+    """
+
+    def __init__(self, redis, deliver, control, recover, reconnected):
+        self.redis = redis
+        self.deliver, self.control, self.recover, self.reconnected = deliver, control, recover, reconnected
+        self.events_key = app_settings.NOTIFICATIONS_STREAM_KEY
+        self.control_key = control_key()
         self.connected = True
         self.reconnects = 0
-        self.down_since = None  # time.monotonic() when Redis was lost
+        self.down_since = None  # time.monotonic() when Redis was lost: /healthz reports it
 
+    async def start(self):
+        """Where reading starts: after the newest entries (what a client starting now has seen)."""
+        self.after = await latest_entry_id(self.redis, self.events_key)
+        self.control_after = await latest_entry_id(self.redis, self.control_key)
+        return self.after
 
-async def follow(redis, after, deliver, state, recover):
-    """
-    Call deliver(entry_id, event_id, routes, event_json) for each stream entry after `after`,
-    forever. After a reconnection, or a full batch (the reader is behind and the stream may have
-    been trimmed under it), entries missing from the stream are recovered first:
-    `await recover(since, until)` returns them from the database, in the same form.
-    """
-    key = app_settings.NOTIFICATIONS_STREAM_KEY
-    delays = None
-    check_gap = False
-    while True:
-        try:
-            if check_gap:
-                after = await _fill_gap(redis, after, deliver, recover)
-                check_gap = False
-            response = await redis.xread({key: after}, count=BATCH, block=BLOCK_MS)
-        except REDIS_DOWN as exc:
-            if delays is None:
-                delays = backoff_delays()
-                state.connected, state.down_since = False, time.monotonic()
-            delay = next(delays)
-            logger.warning("Lost Redis (%s); reconnecting in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
-            check_gap = True
-            continue
-        if delays is not None:
-            logger.info("Redis is back after %.1f s; reading on after %s", time.monotonic() - state.down_since, after)
-            delays = None
-            state.connected, state.down_since = True, None
-            state.reconnects += 1
-        for _stream, entries in response:
-            for entry_id, fields in entries:
-                try:
-                    event_id, routes, event_json = decode_message(fields)
-                except (KeyError, ValueError):
-                    logger.error("Skipping malformed stream entry %s", entry_id)
+    async def run(self):
+        delays = None
+        check_gap = False
+        while True:
+            try:
+                if check_gap:
+                    await self._fill_gap()
+                    check_gap = False
+                response = await self.redis.xread(
+                    {self.events_key: self.after, self.control_key: self.control_after}, count=BATCH, block=BLOCK_MS
+                )
+            except REDIS_DOWN as exc:
+                if delays is None:
+                    delays = backoff_delays()
+                    self.connected, self.down_since = False, time.monotonic()
+                delay = next(delays)
+                logger.warning("Lost Redis (%s); reconnecting in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                check_gap = True
+                continue
+            if delays is not None:
+                logger.info("Redis is back after %.1f s; reading on after %s", time.monotonic() - self.down_since, self.after)
+                delays = None
+                self.connected, self.down_since = True, None
+                self.reconnects += 1
+                self.reconnected()
+            for stream, entries in response:
+                if stream == self.control_key:
+                    self._handle_control(entries)
                 else:
-                    try:
-                        deliver(entry_id, event_id, routes, event_json)
-                    except Exception:
-                        logger.exception("Could not deliver stream entry %s", entry_id)
-                after = entry_id
-            check_gap = len(entries) == BATCH
+                    self._handle_events(entries)
+                    check_gap = len(entries) == BATCH
 
+    def _handle_events(self, entries):
+        for entry_id, fields in entries:
+            try:
+                event_id, routes, event_json = decode_message(fields)
+            except (KeyError, ValueError):
+                logger.error("Skipping malformed stream entry %s", entry_id)
+            else:
+                try:
+                    self.deliver(entry_id, event_id, routes, event_json)
+                except Exception:
+                    logger.exception("Could not deliver stream entry %s", entry_id)
+            self.after = entry_id
 
-async def _fill_gap(redis, after, deliver, recover):
-    """Deliver what the database has between `after` and the stream's oldest entry; the new `after`."""
-    oldest = await redis.xrange(app_settings.NOTIFICATIONS_STREAM_KEY, count=1)
-    since = cursors.position(after)
-    until = cursors.position(oldest[0][0]) - 1 if oldest else None
-    if until is not None and until <= since:
-        return after
-    missing = await recover(since, until)
-    if missing:
-        logger.warning("Recovered %d event(s) missing from the stream from the database", len(missing))
-    for entry in missing:
-        deliver(*entry)
-        after = entry[0]
-    return after
+    def _handle_control(self, entries):
+        for entry_id, fields in entries:
+            try:
+                self.control(fields)
+            except Exception:
+                logger.exception("Could not handle control message %s", entry_id)
+            self.control_after = entry_id
+
+    async def _fill_gap(self):
+        """Deliver what the database has between `after` and the stream's oldest entry."""
+        oldest = await self.redis.xrange(self.events_key, count=1)
+        since = cursors.position(self.after)
+        until = cursors.position(oldest[0][0]) - 1 if oldest else None
+        if until is not None and until <= since:
+            return
+        missing = await self.recover(since, until)
+        if missing:
+            logger.warning("Recovered %d event(s) missing from the stream from the database", len(missing))
+        for entry in missing:
+            self.deliver(*entry)
+            self.after = entry[0]

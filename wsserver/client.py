@@ -67,6 +67,7 @@ class Client:
         self.subscriptions = {}  # canonical topic name → routes it follows
         self._settle = None
         self._welcome_position = 0
+        self._rechecking = self._recheck_again = False
 
     async def start(self):
         """Follow the inbox, hold live events, then send `welcome` with the cursor they start after."""
@@ -161,6 +162,40 @@ class Client:
             await self.connection.send(frame)
         if held and not self.hub.release(self.connection, after=max(since, until)):
             await self.connection.send(protocol.resync())
+
+    async def recheck(self):
+        """
+        Look again at the session and the user as they are now (access changed, see
+        notifications.revocation): an ended session closes the socket with 4003; topics no
+        longer allowed are unfollowed at once, then announced as unsubscribed; the others
+        (the inbox's groups, model:*) are followed as they now expand.
+        """
+        if self._rechecking:
+            self._recheck_again = True  # the running check will look once more when done
+            return
+        self._rechecking = True
+        try:
+            self._recheck_again = True
+            while self._recheck_again:
+                self._recheck_again = False
+                user, results = await run_sync(authorize_topics, self.session_key, list(self.subscriptions))
+                if user is None:
+                    await self.connection.close(SESSION_ENDED, "Session ended.")
+                    return
+                self.user = user
+                revoked = []
+                for name, outcome in results:
+                    if name not in self.subscriptions:
+                        continue  # unsubscribed while we looked
+                    if isinstance(outcome, TopicError):
+                        self._unfollow(name)
+                        revoked.append(name)
+                    else:
+                        self._follow(name, outcome)
+                if revoked:
+                    await self.connection.send(protocol.unsubscribed(revoked, "permission_revoked"))
+        finally:
+            self._rechecking = False
 
     def _release(self):
         """Deliver live from now on, after what was held; resync if the hold overflowed."""

@@ -59,6 +59,9 @@ class Hub:
                 if not followers:
                     del self._followers[route]
 
+    def followers(self, route):
+        return set(self._followers.get(route, ()))
+
     def forget(self, connection):
         self._held.pop(connection, None)
 

@@ -8,6 +8,7 @@ authenticate (auth.py), then live as a Client until they close.
 
 import asyncio
 import json
+from collections import defaultdict
 import logging
 import signal
 import threading
@@ -23,6 +24,7 @@ from websockets.protocol import State
 
 from notifications import outbox
 from notifications.conf import app_settings
+from notifications.topics import group_route
 
 from . import bus
 from .auth import authenticate_first_message, check_handshake
@@ -42,11 +44,35 @@ CLOSE_TIMEOUT = 3
 
 
 class Relay:
-    def __init__(self, hub, redis, reader_state):
+    def __init__(self, hub, redis):
         self.hub = hub
         self.redis = redis
-        self.reader_state = reader_state
+        self.reader = None
         self.server = None
+        self.clients = defaultdict(set)  # str(user pk) → its connected clients
+        self._tasks = set()
+
+    def control(self, fields):
+        """A control message (notifications.revocation): re-check the connections it names."""
+        if "user" in fields:
+            targets = set(self.clients.get(fields["user"], ()))
+        elif "group" in fields:
+            targets = {connection.client for connection in self.hub.followers(group_route(fields["group"]))}
+        else:
+            return
+        for client in targets:
+            self._spawn(client.recheck())
+
+    def recheck_all(self):
+        """After Redis came back: control messages may have been lost with it."""
+        for clients in self.clients.values():
+            for client in clients:
+                self._spawn(client.recheck())
+
+    def _spawn(self, coroutine):
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def handle(self, connection):
         address = connection.remote_address[0] if connection.remote_address else "?"
@@ -60,9 +86,10 @@ class Relay:
             logger.info("Refused %s: authentication failed or missing", address)
             await connection.close(AUTH_FAILED, "Authentication failed or missing.")
             return
-        client = Client(connection, identity, self.hub, self.redis)
+        client = connection.client = Client(connection, identity, self.hub, self.redis)
         started = time.monotonic()
         user = identity.user
+        self.clients[str(user.pk)].add(client)
         logger.info("Connected %s (user %s) from %s by %s", user.get_username(), user.pk, address, identity.method)
         try:
             await client.start()
@@ -72,6 +99,9 @@ class Relay:
             pass
         finally:
             client.close()
+            self.clients[str(user.pk)].discard(client)
+            if not self.clients[str(user.pk)]:
+                del self.clients[str(user.pk)]
             logger.info(
                 "Disconnected %s (user %s) from %s: code %s after %.1f s",
                 user.get_username(), user.pk, address, connection.close_code, time.monotonic() - started,
@@ -84,7 +114,7 @@ class Relay:
 
     def health(self, connection):
         """200 while the relay reads Redis, 503 while it does not (load balancers drain it)."""
-        state = self.reader_state
+        state = self.reader
         body = {
             "status": "ok" if state.connected else "redis_unavailable",
             "redis": "up" if state.connected else "down",
@@ -155,10 +185,11 @@ async def close_slow_clients(server):
 async def run(host, port, ready=None):
     """Serve until SIGINT or SIGTERM; call ready(server) once listening."""
     redis = bus.connect()
-    hub = Hub(await bus.latest_entry_id(redis))
-    reader_state = bus.ReaderState()
-    relay = Relay(hub, redis, reader_state)
-    reader = asyncio.create_task(bus.follow(redis, hub.cursor, hub.deliver, reader_state, database_recovery(hub)))
+    hub = Hub()
+    relay = Relay(hub, redis)
+    relay.reader = bus.StreamReader(redis, hub.deliver, relay.control, database_recovery(hub), relay.recheck_all)
+    hub.cursor = await relay.reader.start()
+    reader = asyncio.create_task(relay.reader.run())
     helpers = [asyncio.create_task(drain_outbox())]
     stop = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
