@@ -39,6 +39,17 @@ DEFAULTS = {
     "WSSERVER_MAX_MESSAGE_SIZE": 64 * 1024,
     # Bytes a connection may have waiting to be sent before it is closed as too slow (1013).
     "WSSERVER_MAX_BUFFER": 1024 * 1024,
+    # Messages a second one connection may send, and in what burst (over: rate_limited, then 1008).
+    "WSSERVER_RATE": 10,
+    "WSSERVER_BURST": 30,
+    # Open connections per user and per client IP address, on each relay process (over: 1013).
+    "WSSERVER_MAX_CONNECTIONS_PER_USER": 20,
+    "WSSERVER_MAX_CONNECTIONS_PER_IP": 500,
+    # Header carrying the client's address when the relay runs behind a proxy that sets it
+    # (e.g. "X-Forwarded-For", its last address); None: the peer address of the socket.
+    "WSSERVER_CLIENT_IP_HEADER": None,
+    # Seconds the opening handshake (HTTP upgrade) may take before the connection is dropped.
+    "WSSERVER_HANDSHAKE_TIMEOUT": 10,
     # Most topics one connection may hold.
     "WSSERVER_MAX_TOPICS": 100,
 }

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from http import HTTPStatus
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.http.cookie import parse_cookie
@@ -69,14 +69,31 @@ def session_key_from_cookies(header):
     return parse_cookie(header).get(settings.SESSION_COOKIE_NAME) if header else None
 
 
+def client_address(connection):
+    """
+    The client's IP address: the socket's peer, or behind a proxy the last address of
+    WSSERVER_CLIENT_IP_HEADER (the one the trusted proxy itself added).
+    """
+    header = app_settings.WSSERVER_CLIENT_IP_HEADER
+    if header and connection.request is not None:
+        value = single_header(connection.request, header)
+        if value and value.split(",")[-1].strip():
+            return value.split(",")[-1].strip()
+    return connection.remote_address[0] if connection.remote_address else "?"
+
+
 async def check_handshake(connection, request):
     """
-    websockets' process_request hook: refuse wrong paths (404) and cookie handshakes from
-    foreign origins (403); remember who a valid session cookie belongs to.
+    websockets' process_request hook: refuse wrong paths (404), tickets in the URL (400) and
+    cookie handshakes from foreign origins (403); remember who a valid session cookie belongs to.
     """
     connection.identity = None
-    if urlsplit(request.path).path != WEBSOCKET_PATH:
+    url = urlsplit(request.path)
+    if url.path != WEBSOCKET_PATH:
         return connection.respond(HTTPStatus.NOT_FOUND, "Not found: the WebSocket endpoint is /ws/.\n")
+    if {"ticket", "token"} & parse_qs(url.query).keys():
+        # URLs end up in logs and Referer headers: a ticket there is refused, and never logged.
+        return connection.respond(HTTPStatus.BAD_REQUEST, "Send the ticket in the first message, not in the URL.\n")
     session_key = session_key_from_cookies(single_header(request, "Cookie"))
     if not session_key:
         return None

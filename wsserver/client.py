@@ -85,12 +85,13 @@ class Client:
         self.subscriptions.clear()
 
     async def handle(self, frame):
+        """Answer one frame; True when it was malformed (limits.FloodGuard counts those)."""
         try:
             command = protocol.parse(frame, app_settings.WSSERVER_MAX_TOPICS)
         except protocol.ProtocolError as error:
             self._release()
             await self.connection.send(protocol.error(error.code, str(error), error.ref))
-            return
+            return True
         if isinstance(command, protocol.Subscribe):
             await self.subscribe(command.topics, command.ref)
         elif isinstance(command, protocol.Resume):
@@ -103,6 +104,7 @@ class Client:
             await self.connection.send(protocol.pong(command.ref))
         elif isinstance(command, protocol.Auth):
             await self.connection.send(protocol.error("bad_request", "Already authenticated.", command.ref))
+        return False
 
     async def subscribe(self, names, ref):
         new = [name for name in names if canonical_name(name) not in self.subscriptions]

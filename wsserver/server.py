@@ -8,11 +8,11 @@ authenticate (auth.py), then live as a Client until they close.
 
 import asyncio
 import json
-from collections import defaultdict
 import logging
 import signal
 import threading
 import time
+from collections import defaultdict
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -26,16 +26,18 @@ from notifications import outbox
 from notifications.conf import app_settings
 from notifications.topics import group_route
 
-from . import bus
-from .auth import authenticate_first_message, check_handshake
+from . import bus, protocol
+from .auth import authenticate_first_message, check_handshake, client_address
 from .client import Client
 from .hub import Hub
+from .limits import ConnectionCaps, FloodGuard
 from .replay import ReplayImpossible, stored_entries
 from .threads import run_sync
 
 logger = logging.getLogger(__name__)
 
 AUTH_FAILED = 4001
+POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 OUTBOX_INTERVAL = 1.0
 SLOW_CLIENT_INTERVAL = 0.25
@@ -50,6 +52,7 @@ class Relay:
         self.reader = None
         self.server = None
         self.clients = defaultdict(set)  # str(user pk) → its connected clients
+        self.caps = ConnectionCaps()
         self._tasks = set()
 
     def control(self, fields):
@@ -75,26 +78,49 @@ class Relay:
         task.add_done_callback(self._tasks.discard)
 
     async def handle(self, connection):
-        address = connection.remote_address[0] if connection.remote_address else "?"
-        identity = connection.identity
-        if identity is None:
-            try:
-                identity = await authenticate_first_message(connection)
-            except ConnectionClosed:
-                return
-        if identity is None:
-            logger.info("Refused %s: authentication failed or missing", address)
-            await connection.close(AUTH_FAILED, "Authentication failed or missing.")
+        address = client_address(connection)
+        if not self.caps.admit_ip(address):
+            await connection.close(TRY_AGAIN_LATER, "Too many connections from your address.")
             return
+        try:
+            identity = connection.identity
+            if identity is None:
+                try:
+                    identity = await authenticate_first_message(connection)
+                except ConnectionClosed:
+                    return
+            if identity is None:
+                logger.info("Refused %s: authentication failed or missing", address)
+                await connection.close(AUTH_FAILED, "Authentication failed or missing.")
+                return
+            user_key = str(identity.user.pk)
+            if not self.caps.admit_user(user_key):
+                await connection.close(TRY_AGAIN_LATER, "Too many connections for this user.")
+                return
+            try:
+                await self.serve_client(connection, identity, address)
+            finally:
+                self.caps.release_user(user_key)
+        finally:
+            self.caps.release_ip(address)
+
+    async def serve_client(self, connection, identity, address):
         client = connection.client = Client(connection, identity, self.hub, self.redis)
-        started = time.monotonic()
         user = identity.user
         self.clients[str(user.pk)].add(client)
+        started = time.monotonic()
         logger.info("Connected %s (user %s) from %s by %s", user.get_username(), user.pk, address, identity.method)
         try:
             await client.start()
+            guard = FloodGuard()
             async for frame in connection:
-                await client.handle(frame)
+                verdict = guard.admit()
+                if verdict == "close":
+                    await connection.close(POLICY_VIOLATION, "Too many messages.")
+                elif verdict == "refuse":
+                    await connection.send(protocol.error("rate_limited", "Too many messages: slow down.", None))
+                elif verdict == "accept" and guard.malformed(await client.handle(frame)):
+                    await connection.close(POLICY_VIOLATION, "Too many malformed frames.")
         except ConnectionClosed:
             pass
         finally:
@@ -205,6 +231,7 @@ async def run(host, port, ready=None):
             compression=None,
             max_size=app_settings.WSSERVER_MAX_MESSAGE_SIZE,
             close_timeout=CLOSE_TIMEOUT,
+            open_timeout=app_settings.WSSERVER_HANDSHAKE_TIMEOUT,
             server_header=None,
         ) as server:
             relay.server = server
