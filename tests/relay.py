@@ -127,16 +127,17 @@ def server_env(settings_module="project.settings", extra_env=None):
     )
 
 
-def start_server(server_class, command, log_dir, port=None, settings_module="project.settings", extra_env=None):
+def start_server(server_class, command, log_dir, port=None, settings_module="project.settings", extra_env=None, args=()):
     """
-    Run `manage.py <command> 127.0.0.1:<port> --noreload` (on a free port unless given, e.g. to
-    restart a server where its clients expect it) and wait, bounded, until it accepts connections.
+    Run `manage.py <command> 127.0.0.1:<port> --noreload [args]` (on a free port unless given,
+    e.g. to restart a server where its clients expect it) and wait, bounded, until it accepts
+    connections.
     """
     port = port or free_port()
     log_path = Path(log_dir) / f"{server_class.name}-{port}.log"
     with open(log_path, "ab") as log:  # appended: a server restarted on its port keeps one log
         process = subprocess.Popen(
-            [sys.executable, str(BASE_DIR / "manage.py"), command, f"127.0.0.1:{port}", "--noreload"],
+            [sys.executable, str(BASE_DIR / "manage.py"), command, f"127.0.0.1:{port}", "--noreload", *args],
             cwd=BASE_DIR,
             env=server_env(settings_module, extra_env),
             stdin=subprocess.DEVNULL,
@@ -161,9 +162,9 @@ def start_server(server_class, command, log_dir, port=None, settings_module="pro
     return server
 
 
-def start_relay(log_dir, settings_module="project.settings", extra_env=None, port=None):
+def start_relay(log_dir, settings_module="project.settings", extra_env=None, port=None, args=()):
     """Start a relay (on a free port, or on `port`) and wait until it accepts connections."""
-    return start_server(Relay, "runwsserver", log_dir, port, settings_module, extra_env)
+    return start_server(Relay, "runwsserver", log_dir, port, settings_module, extra_env, args)
 
 
 def start_django(log_dir, relay, settings_module="project.settings", extra_env=None, port=None):

@@ -44,6 +44,7 @@ def test_runwsserver_rejects_a_bad_address_before_starting():
         call_command("runwsserver", "not-an-address", "--noreload")
 
 
+@pytest.mark.django_db  # runwsserver checks for unapplied migrations, as runserver does
 def test_runwsserver_reports_a_busy_port():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

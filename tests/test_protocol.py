@@ -244,9 +244,12 @@ def test_server_frames(frame, expected):
     assert strict_loads(frame) == expected
 
 
-def test_frames_keep_non_ascii_text():
-    frame = protocol.error("bad_request", "Caf\u00e9")
-    assert "Caf\u00e9" in frame
+def test_frames_keep_non_ascii_text_and_are_ascii_on_the_wire():
+    """Text survives the round trip; escaped, so even a lone surrogate a client sent encodes."""
+    frame = protocol.error("bad_request", "Caf\u00e9 \ud800", ref="\ud800")
+    assert frame.isascii()
+    frame.encode("utf-8")
+    assert json.loads(frame)["message"] == "Caf\u00e9 \ud800"
 
 
 def test_deeply_nested_json_is_a_bad_request():

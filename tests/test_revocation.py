@@ -199,3 +199,24 @@ async def test_a_last_login_save_sends_nothing(relay, ws_clients):
     await call(login, user)
     await call(Group.objects.create, name=f"unrelated-{user.pk}")
     assert client.xlen(control_key()) == before
+
+
+async def test_an_event_held_before_a_revocation_does_not_arrive_after_it(relay, ws_clients):
+    """
+    Live events are held for a moment after `welcome`; one held for a topic that is then revoked
+    must be dropped, not sent after the `unsubscribed` that announced the loss.
+    """
+    user = await call(make_user, perms=["auth.view_group"])
+    group = await call(make_group)
+    client, _ = await ws_clients.with_cookie(relay, await call(login, user))  # held from here
+    await client.subscribe(["model:auth.group"])
+    await call(admin_edit, group)  # held for the client, unless the hold already ended
+    await call(user.user_permissions.clear)
+    await call(notify, user, "control")
+    frames = []
+    while not frames or frames[-1].get("event", {}).get("title") != "control":
+        frames.append(await client.recv())
+    kinds = [frame["type"] if frame["type"] != "event" else frame["topic"] for frame in frames]
+    revoked_at = kinds.index("unsubscribed")
+    assert "model:auth.group" not in kinds[revoked_at:], kinds  # before the news, if at all
+    assert frames[revoked_at]["reason"] == "permission_revoked"

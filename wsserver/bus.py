@@ -24,6 +24,8 @@ from notifications.conf import app_settings
 from notifications.publishing import decode_message
 from notifications.revocation import control_key
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 BLOCK_MS = 5_000
@@ -90,6 +92,7 @@ class StreamReader:
     def __init__(self, redis, deliver, control, recover, reconnected):
         self.redis = redis
         self.deliver, self.control, self.recover, self.reconnected = deliver, control, recover, reconnected
+        metrics.REDIS_UP.set(1)
         self.events_key = app_settings.NOTIFICATIONS_STREAM_KEY
         self.control_key = control_key()
         self.connected = True
@@ -117,6 +120,7 @@ class StreamReader:
                 if delays is None:
                     delays = backoff_delays()
                     self.connected, self.down_since = False, time.monotonic()
+                    metrics.REDIS_UP.set(0)
                 delay = next(delays)
                 logger.warning("Lost Redis (%s); reconnecting in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
@@ -127,6 +131,8 @@ class StreamReader:
                 delays = None
                 self.connected, self.down_since = True, None
                 self.reconnects += 1
+                metrics.REDIS_UP.set(1)
+                metrics.REDIS_RECONNECTS.inc()
                 self.reconnected()
             for stream, entries in response:
                 if stream == self.control_key:

@@ -22,7 +22,7 @@ from notifications.conf import app_settings
 from notifications.sessions import user_for_session_key
 from notifications.topics import INBOX, TopicError, parse_topic
 
-from . import protocol
+from . import metrics, protocol
 from .replay import ReplayImpossible, missed_frames
 from .threads import run_sync
 
@@ -82,6 +82,7 @@ class Client:
         self._cancel_settle()
         self.hub.forget(self.connection)
         self.hub.unfollow(self.connection, self._all_routes())
+        metrics.SUBSCRIPTIONS.dec(len(self.subscriptions))
         self.subscriptions.clear()
 
     async def handle(self, frame):
@@ -132,6 +133,7 @@ class Client:
             return
         for name in names:
             self._unfollow(name)
+        self.hub.keep_held_only(self.connection, self._all_routes())
         await self.connection.send(protocol.unsubscribed(names, "requested", ref))
 
     async def resume(self, cursor, ref):
@@ -158,12 +160,15 @@ class Client:
             frames = await missed_frames(self.redis, since, until, self._all_routes(), int(time.time() * 1000))
         except ReplayImpossible:
             self._release()
-            await self.connection.send(protocol.resync())
+            await self._resync()
             return
+        if frames:
+            metrics.REPLAYS.inc()
+            metrics.REPLAYED_EVENTS.inc(len(frames))
         for frame in frames:
             await self.connection.send(frame)
         if held and not self.hub.release(self.connection, after=max(since, until)):
-            await self.connection.send(protocol.resync())
+            await self._resync()
 
     async def recheck(self):
         """
@@ -194,16 +199,21 @@ class Client:
                         revoked.append(name)
                     else:
                         self._follow(name, outcome)
+                self.hub.keep_held_only(self.connection, self._all_routes())
                 if revoked:
                     await self.connection.send(protocol.unsubscribed(revoked, "permission_revoked"))
         finally:
             self._rechecking = False
 
+    async def _resync(self):
+        metrics.RESYNCS.inc()
+        await self.connection.send(protocol.resync())
+
     def _release(self):
         """Deliver live from now on, after what was held; resync if the hold overflowed."""
         self._cancel_settle()
         if self.hub.is_held(self.connection) and not self.hub.release(self.connection):
-            asyncio.get_running_loop().create_task(self.connection.send(protocol.resync()))
+            asyncio.get_running_loop().create_task(self._resync())
 
     def _cancel_settle(self):
         if self._settle is not None:
@@ -214,10 +224,12 @@ class Client:
         self._unfollow(name)
         self.subscriptions[name] = frozenset(routes)
         self.hub.follow(self.connection, routes)
+        metrics.SUBSCRIPTIONS.inc()
 
     def _unfollow(self, name):
         routes = self.subscriptions.pop(name, None)
-        if routes:
+        if routes is not None:
+            metrics.SUBSCRIPTIONS.dec()
             self.hub.unfollow(self.connection, routes - self._all_routes())
 
     def _all_routes(self):

@@ -12,6 +12,7 @@ Two guards keep each connection's sequence exact:
   older events must reach it first), then are released in order, less those the replay covered.
 """
 
+import time
 from collections import OrderedDict, defaultdict
 
 from websockets.asyncio.server import broadcast
@@ -19,22 +20,22 @@ from websockets.asyncio.server import broadcast
 from notifications import cursors
 from notifications.topics import topic_of_route
 
-from . import protocol
+from . import metrics, protocol
 
 RECENT_EVENT_IDS = 100_000
 MAX_HELD_FRAMES = 10_000
 
 
 class Hold:
-    """Live frames kept for a held connection, oldest first, as (position, frame)."""
+    """Live frames kept for a held connection, oldest first, as (position, route, frame)."""
 
     def __init__(self):
         self.frames = []
         self.overflowed = False
 
-    def keep(self, position, frame):
+    def keep(self, position, route, frame):
         if len(self.frames) < MAX_HELD_FRAMES:
-            self.frames.append((position, frame))
+            self.frames.append((position, route, frame))
         else:
             self.overflowed = True
 
@@ -75,6 +76,8 @@ class Hub:
         self.cursor = cursor
         if event_id in self._recent:
             return 0
+        metrics.EVENTS.inc()
+        metrics.EVENT_LAG.observe(max(0.0, time.time() - cursors.milliseconds(cursor) / 1000))
         self._recent[event_id] = None
         if len(self._recent) > RECENT_EVENT_IDS:
             self._recent.popitem(last=False)
@@ -85,17 +88,18 @@ class Hub:
                 continue
             recipients = followers - reached if reached else followers
             if recipients:
-                self._send(recipients, protocol.event(topic_of_route(route), cursor, event_json), cursor)
+                self._send(recipients, route, protocol.event(topic_of_route(route), cursor, event_json), cursor)
                 reached |= recipients
+        metrics.DELIVERIES.inc(len(reached))
         return len(reached)
 
-    def _send(self, recipients, frame, cursor):
+    def _send(self, recipients, route, frame, cursor):
         if self._held:
             held = recipients & self._held.keys()
             if held:
                 position = cursors.position(cursor)
                 for connection in held:
-                    self._held[connection].keep(position, frame)
+                    self._held[connection].keep(position, route, frame)
                 recipients = recipients - held
         broadcast(recipients, frame)
 
@@ -113,10 +117,19 @@ class Hub:
         hold = self._held.pop(connection, None)
         if hold is None:
             return True
-        for position, frame in hold.frames:
+        for position, _route, frame in hold.frames:
             if position > after:
                 broadcast([connection], frame)
         return not hold.overflowed
+
+    def keep_held_only(self, connection, routes):
+        """
+        Forget held frames that came by routes the connection no longer follows (unsubscribed,
+        or revoked): none may reach it after it was told so.
+        """
+        hold = self._held.get(connection)
+        if hold is not None:
+            hold.frames = [held for held in hold.frames if held[1] in routes]
 
     def resync_all(self):
         """Tell every connection that events were lost and it must reload over HTTP."""

@@ -108,8 +108,12 @@ def _topics(data, ref, max_topics):
 
 
 def dumps(message):
-    # default=str: user ids of custom user models may be UUIDs.
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+    """
+    JSON text for a control frame. ASCII-escaped: a client may send strings with lone surrogates
+    (JSON allows "\\ud800"), which refs and topic names echo back, and which UTF-8 cannot encode.
+    default=str: user ids of custom user models may be UUIDs.
+    """
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
 def _with_ref(message, ref):

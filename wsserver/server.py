@@ -26,7 +26,7 @@ from notifications import outbox
 from notifications.conf import app_settings
 from notifications.topics import group_route
 
-from . import bus, protocol
+from . import bus, metrics, protocol
 from .auth import authenticate_first_message, check_handshake, client_address
 from .client import Client
 from .hub import Hub
@@ -80,6 +80,7 @@ class Relay:
     async def handle(self, connection):
         address = client_address(connection)
         if not self.caps.admit_ip(address):
+            metrics.REFUSED.labels("connections_per_ip").inc()
             await connection.close(TRY_AGAIN_LATER, "Too many connections from your address.")
             return
         try:
@@ -91,10 +92,12 @@ class Relay:
                     return
             if identity is None:
                 logger.info("Refused %s: authentication failed or missing", address)
+                metrics.REFUSED.labels("authentication").inc()
                 await connection.close(AUTH_FAILED, "Authentication failed or missing.")
                 return
             user_key = str(identity.user.pk)
             if not self.caps.admit_user(user_key):
+                metrics.REFUSED.labels("connections_per_user").inc()
                 await connection.close(TRY_AGAIN_LATER, "Too many connections for this user.")
                 return
             try:
@@ -110,21 +113,26 @@ class Relay:
         self.clients[str(user.pk)].add(client)
         started = time.monotonic()
         logger.info("Connected %s (user %s) from %s by %s", user.get_username(), user.pk, address, identity.method)
+        metrics.CONNECTIONS.inc()
         try:
             await client.start()
             guard = FloodGuard()
             async for frame in connection:
                 verdict = guard.admit()
                 if verdict == "close":
+                    metrics.REFUSED.labels("flood").inc()
                     await connection.close(POLICY_VIOLATION, "Too many messages.")
                 elif verdict == "refuse":
+                    metrics.REFUSED.labels("rate_limited").inc()
                     await connection.send(protocol.error("rate_limited", "Too many messages: slow down.", None))
                 elif verdict == "accept" and guard.malformed(await client.handle(frame)):
+                    metrics.REFUSED.labels("malformed").inc()
                     await connection.close(POLICY_VIOLATION, "Too many malformed frames.")
         except ConnectionClosed:
             pass
         finally:
             client.close()
+            metrics.CONNECTIONS.dec()
             self.clients[str(user.pk)].discard(client)
             if not self.clients[str(user.pk)]:
                 del self.clients[str(user.pk)]
@@ -134,8 +142,12 @@ class Relay:
             )
 
     async def process_request(self, connection, request):
-        if urlsplit(request.path).path == "/healthz":
+        path = urlsplit(request.path).path
+        if path == "/healthz":
             return self.health(connection)
+        if path == "/metrics":
+            body, content_type = metrics.render()
+            return plain_response(HTTPStatus.OK, content_type, body)
         return await check_handshake(connection, request)
 
     def health(self, connection):
@@ -150,16 +162,20 @@ class Relay:
             "cursor": self.hub.cursor,
         }
         status = HTTPStatus.OK if state.connected else HTTPStatus.SERVICE_UNAVAILABLE
-        content = json.dumps(body).encode() + b"\n"
-        headers = Headers(
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(content))),
-                ("Cache-Control", "no-store"),
-                ("Connection", "close"),
-            ]
-        )
-        return Response(status.value, status.phrase, headers, content)
+        return plain_response(status, "application/json", json.dumps(body).encode() + b"\n")
+
+
+def plain_response(status, content_type, content):
+    """An HTTP response for the relay's own endpoints (not a WebSocket handshake)."""
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(content))),
+            ("Cache-Control", "no-store"),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(status.value, status.phrase, headers, content)
 
 
 def database_recovery(hub):
@@ -177,15 +193,27 @@ def database_recovery(hub):
 
 
 async def drain_outbox():
-    """Publish committed events that missed Redis, once a second (see notifications.outbox)."""
+    """
+    Publish committed events that missed Redis, once a second (see notifications.outbox). A
+    failure that repeats (the database down, a migration not applied) is logged with its
+    traceback once, then once a minute.
+    """
+    last_failure, last_logged = None, float("-inf")
     while True:
         await asyncio.sleep(OUTBOX_INTERVAL)
         try:
             published = await run_sync(outbox.drain)
-        except Exception:
-            logger.exception("Could not drain the outbox")
+        except Exception as error:
+            if str(error) != last_failure:
+                logger.exception("Could not drain the outbox")
+                last_failure, last_logged = str(error), time.monotonic()
+            elif time.monotonic() - last_logged > 60:
+                logger.error("Still cannot drain the outbox: %s", error)
+                last_logged = time.monotonic()
         else:
+            last_failure = None
             if published:
+                metrics.OUTBOX_PUBLISHED.inc(published)
                 logger.info("Published %d event(s) from the outbox", published)
 
 
@@ -205,11 +233,15 @@ async def close_slow_clients(server):
                     connection.remote_address[0] if connection.remote_address else "?",
                     transport.get_write_buffer_size(),
                 )
+                metrics.SLOW_CLIENT_CLOSES.inc()
                 asyncio.create_task(connection.close(TRY_AGAIN_LATER, "Too slow to keep up: reconnect and resume."))
 
 
-async def run(host, port, ready=None):
-    """Serve until SIGINT or SIGTERM; call ready(server) once listening."""
+async def run(host, port, ready=None, reuse_port=False):
+    """
+    Serve until SIGINT or SIGTERM; call ready(server) once listening. With reuse_port, other
+    processes may listen on the same port (SO_REUSEPORT): the kernel spreads connections.
+    """
     redis = bus.connect()
     hub = Hub()
     relay = Relay(hub, redis)
@@ -232,6 +264,7 @@ async def run(host, port, ready=None):
             max_size=app_settings.WSSERVER_MAX_MESSAGE_SIZE,
             close_timeout=CLOSE_TIMEOUT,
             open_timeout=app_settings.WSSERVER_HANDSHAKE_TIMEOUT,
+            reuse_port=reuse_port,
             server_header=None,
         ) as server:
             relay.server = server

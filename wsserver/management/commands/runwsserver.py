@@ -22,6 +22,7 @@ from django.utils import autoreload
 from notifications import devredis
 from notifications.conf import app_settings
 from wsserver import server
+from wsserver.workers import Supervisor
 
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_PORT = app_settings.WSSERVER_PORT
@@ -34,9 +35,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("addrport", nargs="?", help=f"Optional port number, or ipaddr:port (default {DEFAULT_ADDR}:{DEFAULT_PORT}).")
         parser.add_argument("--noreload", action="store_false", dest="use_reloader", help="Do not use the auto-reloader.")
+        parser.add_argument(
+            "--workers", type=int, default=1, help="Relay processes sharing the port (SO_REUSEPORT); default 1."
+        )
 
-    def handle(self, *args, addrport=None, use_reloader=True, **options):
+    def handle(self, *args, addrport=None, use_reloader=True, workers=1, **options):
         self.addr, self.port = parse_addrport(addrport)
+        if workers < 1:
+            raise CommandError(f"--workers must be at least 1, not {workers}.")
+        self.workers = workers
         redis_process = None
         bundled_dir = app_settings.NOTIFICATIONS_BUNDLED_REDIS_DIR
         in_reloaded_child = os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) == "true"
@@ -54,8 +61,12 @@ class Command(BaseCommand):
 
     def inner_run(self):
         self.check(display_num_errors=True)
+        self.check_migrations()
         try:
-            asyncio.run(server.run(self.addr, self.port, ready=self.print_banner))
+            if self.workers > 1:
+                Supervisor(self.addr, self.port, self.workers).run(on_ready=lambda: self.print_banner(None))
+            else:
+                asyncio.run(server.run(self.addr, self.port, ready=self.print_banner))
         except (OSError, RuntimeError) as error:
             if isinstance(error, OSError):
                 message = f"Could not listen on {self.addr}:{self.port}: {error.strerror or error}"
@@ -73,7 +84,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{datetime.now().strftime('%B %d, %Y - %X')}\n"
             f"Django version {django.get_version()}, using settings {settings.SETTINGS_MODULE!r}\n"
-            f"Starting WebSocket relay at ws://{host}:{self.port}/ws/\n"
+            f"Starting WebSocket relay at ws://{host}:{self.port}/ws/"
+            f"{f' ({self.workers} workers)' if self.workers > 1 else ''}\n"
             f"Quit the server with {'CTRL-BREAK' if sys.platform == 'win32' else 'CONTROL-C'}."
         )
         self.stdout.flush()
