@@ -39,6 +39,9 @@ DEFAULTS = {
     "WSSERVER_MAX_MESSAGE_SIZE": 64 * 1024,
     # Bytes a connection may have waiting to be sent before it is closed as too slow (1013).
     "WSSERVER_MAX_BUFFER": 1024 * 1024,
+    # Seconds live events wait after `welcome` for the client's `resume` (it ends the wait, as
+    # does any command but `subscribe`), so a replay can come first.
+    "WSSERVER_RESUME_WAIT": 1.0,
     # Messages a second one connection may send, and in what burst (over: rate_limited, then 1008).
     "WSSERVER_RATE": 10,
     "WSSERVER_BURST": 30,

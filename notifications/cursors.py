@@ -12,7 +12,7 @@ Clients treat cursors as opaque strings.
 
 import re
 
-CURSOR_PATTERN = re.compile(r"^(\d{1,15})-(\d{1,6})$")
+CURSOR_PATTERN = re.compile(r"([0-9]{1,15})-([0-9]{1,6})")  # ASCII digits only, whole string
 SEQUENCES_PER_MS = 1_000_000  # Redis would need a million XADDs in one millisecond to overflow it
 
 
@@ -22,7 +22,7 @@ class BadCursor(ValueError):
 
 def position(cursor):
     """The integer position of a cursor string; BadCursor if it is not one."""
-    match = CURSOR_PATTERN.match(cursor) if isinstance(cursor, str) else None
+    match = CURSOR_PATTERN.fullmatch(cursor) if isinstance(cursor, str) else None
     if match is None:
         raise BadCursor(f"{cursor!r} is not a cursor: send back one the server gave you.")
     milliseconds, sequence = map(int, match.groups())

@@ -9,8 +9,10 @@ that has ended closes the socket. Nothing here runs per event.
 
 Resuming keeps the connection's sequence exact: from `welcome`, live events are held until the
 client resumes (the replay goes first, then what was held, less what the replay covered), or
-sends any other command than `subscribe`, or SETTLE_SECONDS pass. A client that subscribes and
-resumes right after `welcome` thus gets every missed event, in order, once, then live ones.
+sends any other command than `subscribe`, or WSSERVER_RESUME_WAIT seconds pass. A client that
+subscribes and resumes right after `welcome` thus gets every missed event, in order, once, then
+live ones. A resume that comes after live delivery began can no longer put older events first:
+it is answered `resync` if anything before `welcome` was missed.
 """
 
 import asyncio
@@ -27,7 +29,6 @@ from .replay import ReplayImpossible, missed_frames
 from .threads import run_sync
 
 SESSION_ENDED = 4003
-SETTLE_SECONDS = 0.3
 # How long a resume waits for this relay to reach a cursor another relay gave the client.
 CATCH_UP_SECONDS = 1.0
 
@@ -75,7 +76,7 @@ class Client:
         # No await between holding and reading the cursor: every event after it is held for us.
         cursor = self.hub.hold(self.connection)
         self._welcome_position = cursors.position(cursor)
-        self._settle = asyncio.get_running_loop().call_later(SETTLE_SECONDS, self._release)
+        self._settle = asyncio.get_running_loop().call_later(app_settings.WSSERVER_RESUME_WAIT, self._release)
         await self.connection.send(protocol.welcome(self.user.pk, self.user.get_username(), list(self.subscriptions), cursor))
 
     def close(self):
@@ -145,17 +146,17 @@ class Client:
             self._release()
             await self.connection.send(protocol.error("bad_request", str(error), ref))
             return
-        held = self.hub.is_held(self.connection)
-        if held:
+        if not self.hub.is_held(self.connection):
+            # Resumed after live delivery began: what came before `welcome` would now arrive
+            # after newer events. Nothing missed: nothing to do; else the client reloads.
+            if since < self._welcome_position:
+                await self._resync()
+            return
+        until = cursors.position(self.hub.cursor)
+        deadline = time.monotonic() + CATCH_UP_SECONDS
+        while until < since and time.monotonic() < deadline:  # another relay was ahead of this one
+            await asyncio.sleep(0.02)
             until = cursors.position(self.hub.cursor)
-            deadline = time.monotonic() + CATCH_UP_SECONDS
-            while until < since and time.monotonic() < deadline:  # another relay was ahead of this one
-                await asyncio.sleep(0.02)
-                until = cursors.position(self.hub.cursor)
-        else:
-            # Resumed late: everything since `welcome` was delivered live already. What came
-            # before is replayed now, after those newer events.
-            until = self._welcome_position
         try:
             frames = await missed_frames(self.redis, since, until, self._all_routes(), int(time.time() * 1000))
         except ReplayImpossible:
@@ -167,7 +168,7 @@ class Client:
             metrics.REPLAYED_EVENTS.inc(len(frames))
         for frame in frames:
             await self.connection.send(frame)
-        if held and not self.hub.release(self.connection, after=max(since, until)):
+        if not self.hub.release(self.connection, after=max(since, until)):
             await self._resync()
 
     async def recheck(self):

@@ -17,6 +17,7 @@ from notifications.publishing import decode_message, event_json, sorted_routes, 
 from notifications.topics import topic_of_route
 
 from . import protocol
+from .bus import REDIS_DOWN
 from .threads import run_sync
 
 MAX_REPLAY = 10_000
@@ -67,28 +68,44 @@ async def missed_frames(redis, since, until, followed, now_ms):
     """The frames of everything in (since, until] the routes `followed` carry; ReplayImpossible."""
     if until <= since:
         return []
-    if now_ms - cursors.milliseconds(since) > app_settings.NOTIFICATIONS_REPLAY_WINDOW * 1000:
+    # Position 0 is the cursor of a deployment that had published nothing yet: always in reach.
+    if since and now_ms - cursors.milliseconds(since) > app_settings.NOTIFICATIONS_REPLAY_WINDOW * 1000:
         raise ReplayImpossible("the cursor is older than the replay window")
-    key = app_settings.NOTIFICATIONS_STREAM_KEY
-    oldest = await redis.xrange(key, count=1)
-    stream_start = cursors.position(oldest[0][0]) if oldest else until + 1
-    frames = []
-    if stream_start > since + 1:
-        frames += await run_sync(stored_frames, since, min(until, stream_start - 1), followed)
-    after = max(since, stream_start - 1)
-    while after < until:
-        entries = await redis.xrange(key, min=f"({cursors.cursor(after)}", max=cursors.cursor(until), count=PAGE)
-        if not entries:
-            break
-        for entry_id, fields in entries:
-            event_id, routes, payload = decode_message(fields)
-            topic = topic_for(routes, followed)
-            if topic is not None:
-                frames.append((event_id, protocol.event(topic, entry_id, payload)))
-        after = cursors.position(entries[-1][0])
-        if len(frames) > MAX_REPLAY:
-            raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay")
+    frames, covered = await _stream_frames(redis, since, until, followed)
+    if covered < until:
+        # What the stream did not have: older than its oldest entry, trimmed or lost while we
+        # paged, or unreachable (Redis down). The database has every published position.
+        frames = await run_sync(stored_frames, since, until, followed)
     return list(_once(frames))
+
+
+async def _stream_frames(redis, since, until, followed):
+    """
+    (frames, covered): the frames the stream holds after `since`, and the position up to which
+    they are complete; less than `until` when the stream could not give the whole range.
+    """
+    key = app_settings.NOTIFICATIONS_STREAM_KEY
+    frames = []
+    try:
+        oldest = await redis.xrange(key, count=1)
+        if not oldest or cursors.position(oldest[0][0]) > since + 1:
+            return [], since  # the stream starts after the cursor: part of the range may be gone
+        after = since
+        while after < until:
+            entries = await redis.xrange(key, min=f"({cursors.cursor(after)}", max=cursors.cursor(until), count=PAGE)
+            if not entries:
+                return frames, after  # the stream lost the rest while we paged
+            for entry_id, fields in entries:
+                event_id, routes, payload = decode_message(fields)
+                topic = topic_for(routes, followed)
+                if topic is not None:
+                    frames.append((event_id, protocol.event(topic, entry_id, payload)))
+            after = cursors.position(entries[-1][0])
+            if len(frames) > MAX_REPLAY:
+                raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay")
+    except REDIS_DOWN:
+        return frames, since
+    return frames, until
 
 
 def _once(frames):

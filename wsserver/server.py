@@ -35,6 +35,11 @@ from .replay import ReplayImpossible, stored_entries
 from .threads import run_sync
 
 logger = logging.getLogger(__name__)
+# websockets' own log: at DEBUG it prints request headers (the session cookie), refused request
+# lines (a ticket someone put in a URL) and frames (tickets). Capped at INFO, whatever the
+# logging configuration says, so no setting can make the relay log a secret.
+websockets_logger = logging.getLogger("wsserver.websockets")
+websockets_logger.setLevel(logging.INFO)
 
 AUTH_FAILED = 4001
 POLICY_VIOLATION = 1008
@@ -265,6 +270,7 @@ async def run(host, port, ready=None, reuse_port=False):
             close_timeout=CLOSE_TIMEOUT,
             open_timeout=app_settings.WSSERVER_HANDSHAKE_TIMEOUT,
             reuse_port=reuse_port,
+            logger=websockets_logger,
             server_header=None,
         ) as server:
             relay.server = server
