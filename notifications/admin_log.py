@@ -12,7 +12,13 @@ Connected by NotificationsConfig.ready() when django.contrib.admin is installed.
 
 import functools
 
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry, LogEntryManager
+from django.contrib.admin.models import (
+    ADDITION,
+    CHANGE,
+    DELETION,
+    LogEntry,
+    LogEntryManager,
+)
 from django.contrib.contenttypes.models import ContentType
 from django.db.models.signals import post_save
 

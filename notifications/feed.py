@@ -13,7 +13,18 @@ few (page()), and unread events are bounded by the user's read marker as a plain
 range the indexes can use) rather than a subquery. bench/api_feed.py measures both.
 """
 
-from django.db.models import BigIntegerField, Case, Count, Exists, Max, OuterRef, Q, Subquery, Value, When
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Count,
+    Exists,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 
 from .authorization import followable_models

@@ -23,6 +23,7 @@ from datetime import timezone
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.db.models import Case, Value, When
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
@@ -141,10 +142,15 @@ def publish(messages):
     except RedisError as error:
         logger.warning("Redis unavailable (%s): %d event(s) wait in the outbox", error, len(messages))
         return 0
-    published = []
+    positions = {}
     for (event, _, _), entry_id in zip(messages, entry_ids):
         if entry_id:
             event.stream_position = cursors.position(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
-            published.append(event)
-    Event.objects.bulk_update(published, ["stream_position"])
-    return len(published)
+            positions[event.pk] = event.stream_position
+    if positions:
+        # Only where none is recorded yet: if this write comes late and the outbox has meanwhile
+        # published the event again (Redis lost the first entry), the newer position stands.
+        Event.objects.filter(pk__in=positions, stream_position__isnull=True).update(
+            stream_position=Case(*(When(pk=pk, then=Value(position)) for pk, position in positions.items()))
+        )
+    return len(positions)

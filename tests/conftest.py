@@ -9,7 +9,9 @@ import json
 
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from notifications.conf import app_settings
 
@@ -107,3 +109,10 @@ def stream():
     reader = Stream()
     yield reader
     reader.redis.close()
+
+
+@pytest.fixture
+async def close_orm_thread_connection():
+    """See tests/aio.py: close the database connection of asgiref's worker thread after a test."""
+    yield
+    await sync_to_async(connections.close_all)()

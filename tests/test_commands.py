@@ -9,7 +9,11 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from wsserver.management.commands.runwsserver import DEFAULT_ADDR, DEFAULT_PORT, parse_addrport
+from wsserver.management.commands.runwsserver import (
+    DEFAULT_ADDR,
+    DEFAULT_PORT,
+    parse_addrport,
+)
 
 
 @pytest.mark.parametrize(

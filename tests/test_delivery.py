@@ -27,21 +27,14 @@ from notifications import cursors, notify
 from notifications.models import Event
 
 from . import redis_server
+from .aio import call, live_servers
 from .factories import login, make_user
 from .relay import BASE_DIR, database_url
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = live_servers
 needs_own_redis = pytest.mark.skipif(not redis_server.controllable(), reason="REDIS_URL names a Redis these tests cannot restart")
 
 
-async def call(function, *args, **kwargs):
-    return await sync_to_async(function)(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-async def _close_worker_thread_connections():
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -7,26 +7,17 @@ import asyncio
 import socket
 
 import pytest
-from asgiref.sync import sync_to_async
-from django.db import connections
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from notifications import notify
 from wsserver.limits import FloodGuard, TokenBucket
 
+from .aio import call, live_servers
 from .factories import fetch_ticket, login, make_user
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = live_servers
 
 
-async def call(function, *args, **kwargs):
-    return await sync_to_async(function)(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-async def _close_worker_thread_connections():
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -5,7 +5,15 @@ import json
 import pytest
 
 from wsserver import protocol
-from wsserver.protocol import Auth, Ping, ProtocolError, Resume, Subscribe, Unsubscribe, parse
+from wsserver.protocol import (
+    Auth,
+    Ping,
+    ProtocolError,
+    Resume,
+    Subscribe,
+    Unsubscribe,
+    parse,
+)
 
 MAX = 5
 

@@ -20,7 +20,15 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
 from wsserver import protocol
-from wsserver.protocol import Auth, Ping, ProtocolError, Resume, Subscribe, Unsubscribe, parse
+from wsserver.protocol import (
+    Auth,
+    Ping,
+    ProtocolError,
+    Resume,
+    Subscribe,
+    Unsubscribe,
+    parse,
+)
 
 from .factories import login, make_user
 

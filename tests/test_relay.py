@@ -13,7 +13,6 @@ import re
 import time
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import HASH_SESSION_KEY
 from django.core import signing
@@ -25,27 +24,22 @@ from notifications import announce, notify
 from notifications.models import Event
 from notifications.tickets import SALT
 
-from .factories import fetch_ticket, login, logout, make_group, make_user, session_store, unique
+from .aio import call, live_servers
+from .factories import (
+    fetch_ticket,
+    login,
+    logout,
+    make_group,
+    make_user,
+    session_store,
+    unique,
+)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = live_servers
 
 CURSOR = re.compile(r"^\d+-\d+$")
 
 
-async def call(function, *args, **kwargs):
-    """Run synchronous ORM / test Client code from an async test."""
-    return await sync_to_async(function)(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-async def _close_worker_thread_connections():
-    """
-    sync_to_async runs ORM code in one long-lived thread; close its database connection after
-    each test, as a request would (with PostgreSQL, open connections would block dropping the
-    test database).
-    """
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 def cursor_key(cursor):

@@ -7,29 +7,20 @@ ending a session closes its sockets with 4003; losing access to a topic unsubscr
 import asyncio
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
-from django.db import connections
 
 from notifications import announce, notify
 
+from .aio import call, live_servers
 from .factories import login, logout, make_group, make_user, permissions
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = live_servers
 
 WITHIN = 1.0  # seconds: the bound for every revocation
 
 
-async def call(function, *args, **kwargs):
-    return await sync_to_async(function)(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-async def _close_worker_thread_connections():
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -19,32 +19,23 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signing
-from django.db import connections
 from websockets.exceptions import InvalidStatus
 
 from notifications import notify
 from notifications.tickets import SALT
 
 from . import relay as relays
+from .aio import call, live_servers
 from .factories import make_user
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = live_servers
 
 PASSWORD = "correct horse battery staple"
 HTTP_TIMEOUT = 10
 
 
-async def call(function, *args, **kwargs):
-    return await sync_to_async(function)(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-async def _close_worker_thread_connections():
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -8,26 +8,15 @@ import signal
 import time
 import urllib.request
 
-import pytest
-from asgiref.sync import sync_to_async
-from django.db import connections
-
 from notifications import notify
 
+from .aio import call, live_servers
 from .factories import login, make_user
 from .test_delivery import wait_closed
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = live_servers
 
 
-async def call(function, *args, **kwargs):
-    return await sync_to_async(function)(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-async def _close_worker_thread_connections():
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 def metrics(relay):

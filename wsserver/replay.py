@@ -13,7 +13,12 @@ client is told to resync over HTTP instead.
 from notifications import cursors
 from notifications.conf import app_settings
 from notifications.models import Event
-from notifications.publishing import decode_message, event_json, sorted_routes, stored_routes
+from notifications.publishing import (
+    decode_message,
+    event_json,
+    sorted_routes,
+    stored_routes,
+)
 from notifications.topics import topic_of_route
 
 from . import protocol

@@ -1,8 +1,8 @@
 """`python manage.py seeddemo`: create (or reset) the demo users and print their credentials."""
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 DEMO_USERS = [
