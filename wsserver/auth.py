@@ -19,6 +19,7 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 
+from notifications.authorization import inbox_routes
 from notifications.conf import WEBSOCKET_PATH, app_settings
 from notifications.sessions import user_for_session_key
 from notifications.tickets import authenticate_ticket
@@ -28,11 +29,33 @@ from .threads import run_sync
 
 logger = logging.getLogger(__name__)
 
-@dataclass
+@dataclass(frozen=True)
 class Identity:
-    user: object
+    """
+    Who a connection is, as little as that takes: no user object stays in memory per socket
+    (each subscribe and re-check loads the user afresh from the session anyway).
+    """
+
+    user_id: object
+    username: str
     session_key: str
     method: str  # "cookie" or "ticket"
+    inbox_routes: frozenset
+
+
+def identify(user, session_key, method):
+    """The Identity of a user just authenticated (ORM: in a thread, with the session lookup)."""
+    return Identity(user.pk, user.get_username(), session_key, method, frozenset(inbox_routes(user)))
+
+
+def identify_by_session(session_key):
+    user = user_for_session_key(session_key)
+    return None if user is None else identify(user, session_key, "cookie")
+
+
+def identify_by_ticket(ticket):
+    result = authenticate_ticket(ticket)
+    return None if result is None else identify(*result, "ticket")
 
 
 def allowed_hosts():
@@ -101,9 +124,7 @@ async def check_handshake(connection, request):
     if not origin_allowed(origin):
         logger.warning("Refused a cookie handshake from origin %r", origin)
         return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden: this Origin may not use the session cookie.\n")
-    user = await run_sync(user_for_session_key, session_key)
-    if user is not None:
-        connection.identity = Identity(user, session_key, "cookie")
+    connection.identity = await run_sync(identify_by_session, session_key)
     return None
 
 
@@ -116,8 +137,4 @@ async def authenticate_first_message(connection):
         return None
     if not isinstance(command, protocol.Auth):
         return None
-    result = await run_sync(authenticate_ticket, command.token)
-    if result is None:
-        return None
-    user, session_key = result
-    return Identity(user, session_key, "ticket")
+    return await run_sync(identify_by_ticket, command.token)

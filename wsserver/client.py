@@ -61,7 +61,7 @@ def canonical_name(name):
 class Client:
     def __init__(self, connection, identity, hub, redis):
         self.connection = connection
-        self.user = identity.user
+        self.identity = identity
         self.session_key = identity.session_key
         self.hub = hub
         self.redis = redis
@@ -72,12 +72,13 @@ class Client:
 
     async def start(self):
         """Follow the inbox, hold live events, then send `welcome` with the cursor they start after."""
-        self._follow(INBOX, await run_sync(routes_for, self.user, parse_topic(INBOX)))
+        self._follow(INBOX, self.identity.inbox_routes)
         # No await between holding and reading the cursor: every event after it is held for us.
         cursor = self.hub.hold(self.connection)
         self._welcome_position = cursors.position(cursor)
         self._settle = asyncio.get_running_loop().call_later(app_settings.WSSERVER_RESUME_WAIT, self._release)
-        await self.connection.send(protocol.welcome(self.user.pk, self.user.get_username(), list(self.subscriptions), cursor))
+        identity = self.identity
+        await self.connection.send(protocol.welcome(identity.user_id, identity.username, list(self.subscriptions), cursor))
 
     def close(self):
         self._cancel_settle()
@@ -190,7 +191,6 @@ class Client:
                 if user is None:
                     await self.connection.close(SESSION_ENDED, "Session ended.")
                     return
-                self.user = user
                 revoked = []
                 for name, outcome in results:
                     if name not in self.subscriptions:

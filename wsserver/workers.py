@@ -25,14 +25,12 @@ STOP_TIMEOUT = 5
 
 def worker(host, port, ready):
     """One worker process: a relay on the shared port, reporting to `ready` once it listens."""
-    import asyncio
-
     import django
 
     django.setup()
     from . import server
 
-    asyncio.run(server.run(host, port, ready=lambda _server: ready.put(os.getpid()), reuse_port=True))
+    server.run_forever(host, port, ready=lambda _server: ready.put(os.getpid()), reuse_port=True)
 
 
 class Supervisor:

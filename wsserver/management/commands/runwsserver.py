@@ -6,7 +6,6 @@ code changes under DEBUG unless --noreload, and prints a banner once listening. 
 is unset in development it starts the bundled Redis (notifications.devredis) if nobody has.
 """
 
-import asyncio
 import os
 import re
 import sys
@@ -66,7 +65,7 @@ class Command(BaseCommand):
             if self.workers > 1:
                 Supervisor(self.addr, self.port, self.workers).run(on_ready=lambda: self.print_banner(None))
             else:
-                asyncio.run(server.run(self.addr, self.port, ready=self.print_banner))
+                server.run_forever(self.addr, self.port, ready=self.print_banner)
         except (OSError, RuntimeError) as error:
             if isinstance(error, OSError):
                 message = f"Could not listen on {self.addr}:{self.port}: {error.strerror or error}"
