@@ -1,0 +1,547 @@
+"""
+The load client: one implementation that drives every system under test the same way.
+
+A worker process holds many WebSocket connections to one server and records, for every frame
+carrying a benchmark payload (bench/payload.py), its sequence number and the time it arrived.
+run.py starts a few workers (LoadClients, below) and steers them with JSON lines on stdin;
+each answers with one JSON line on stdout:
+
+    {"cmd": "connect", "url": "ws://127.0.0.1:8765/ws/", "origin": "http://localhost",
+     "cookies": ["sessionid=..."] | null, "count": 500, "concurrency": 100, "ready": "welcome" | "open"}
+    {"cmd": "window", "lo": 0, "hi": 2000}    count deliveries of seqs in [lo, hi), from now
+    {"cmd": "wait", "timeout": 30, "latencies": false}
+                                              until every connection has every seq of the window
+    {"cmd": "close"}
+
+"ready" is what makes a connection count as connected: the handshake's 101 ("open"), or, for
+this project's relay, its `welcome` frame (authenticated, subscribed to its inbox).
+
+Two implementations of the client side of WebSocket, chosen with --backend:
+- "raw" (default): asyncio Protocols that do the opening handshake (RFC 6455, with the
+  Sec-WebSocket-Accept check) and then parse frames in data_received, answering pings and
+  closes; about 6 µs of CPU per frame under uvloop, kernel included. The relays send over
+  100,000 frames a second, and on two cores the load client must keep up with one of them on
+  the other core, or it would measure itself.
+- "websockets": the websockets library's asyncio client, `async for` over each connection.
+  The same accounting, 1.25× the CPU per frame (bench/run.py's load client check, and
+  docs/performance.md). Use it to check that "raw" reads the same numbers.
+
+uvloop is used when importable (--loop asyncio to compare).
+"""
+
+import argparse
+import array
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from payload import MARKER  # noqa: E402
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+time_ns = time.time_ns
+
+
+def now_cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Window:
+    """What is being counted: seqs in [lo, hi), delivered to each of `connections`."""
+
+    def __init__(self, lo, hi, connections):
+        self.lo, self.hi = lo, hi
+        self.width = hi - lo
+        self.expected = self.width * len(connections)
+        self.deliveries = 0
+        self.duplicates = 0
+        self.first_ns = self.last_ns = 0
+        self.latencies = array.array("q")  # µs, receive time - send time, one per delivery
+        self.done = asyncio.Event()
+        if self.expected == 0:
+            self.done.set()
+        for connection in connections:
+            connection.got = bytearray(self.width)
+
+    def record(self, connection, seq, ts, now):
+        index = seq - self.lo
+        if 0 <= index < self.width:
+            got = connection.got
+            if got[index]:
+                self.duplicates += 1
+                return
+            got[index] = 1
+            self.deliveries += 1
+            if not self.first_ns:
+                self.first_ns = now
+            self.last_ns = now
+            self.latencies.append((now - ts) // 1000)
+            if self.deliveries == self.expected:
+                self.done.set()
+
+
+class Worker:
+    def __init__(self):
+        self.connections = []
+        self.window = Window(0, 0, [])
+        self.frames = 0  # every frame with a payload marker, in or out of the window
+        self.other_frames = 0
+        self.closed = {}  # close code → count, for connections the server closed
+
+    def record(self, connection, seq, ts, now):
+        self.frames += 1
+        self.window.record(connection, seq, ts, now)
+
+    def closed_by_server(self, code):
+        self.closed[code] = self.closed.get(code, 0) + 1
+
+
+class RawConnection(asyncio.Protocol):
+    """One WebSocket client connection: handshake, then frames parsed straight from the socket."""
+
+    def __init__(self, worker, request, accept, ready_on_welcome, ready):
+        self.worker = worker
+        self.request = request
+        self.accept = accept
+        self.ready_on_welcome = ready_on_welcome
+        self.ready = ready  # future: None once ready, or an error message
+        self.transport = None
+        self.upgraded = False
+        self.buffer = b""
+        self.got = None
+        self.close_code = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc):
+        if not self.ready.done():
+            self.ready.set_result(f"connection lost during the handshake ({exc or 'closed'})")
+        elif self.close_code is None:
+            self.worker.closed_by_server(1006)
+
+    def data_received(self, data):
+        now = time_ns()
+        if self.buffer:
+            data = self.buffer + data
+            self.buffer = b""
+        if not self.upgraded:
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = data
+                return
+            head, data = data[:end], data[end + 4 :]
+            self._check_response(head)
+            if not self.upgraded:
+                return
+        self._frames(data, now)
+
+    def _check_response(self, head):
+        lines = head.split(b"\r\n")
+        status = lines[0].split(b" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        if len(status) < 2 or status[1] != b"101":
+            self.ready.set_result(f"HTTP {b' '.join(status[1:]).decode(errors='replace')}")
+            self.transport.close()
+        elif headers.get(b"sec-websocket-accept") != self.accept:
+            self.ready.set_result("bad Sec-WebSocket-Accept")
+            self.transport.close()
+        else:
+            self.upgraded = True
+            if not self.ready_on_welcome:
+                self.ready.set_result(None)
+
+    def _frames(self, data, now):
+        size = len(data)
+        pos = 0
+        record = self.worker.record
+        search = MARKER.search
+        while size - pos >= 2:
+            first, second = data[pos], data[pos + 1]
+            length = second & 0x7F
+            header = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                header = 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                header = 10
+            start = pos + header
+            end = start + length
+            if end > size:
+                break
+            opcode = first & 0x0F
+            if opcode == 1 or opcode == 2:
+                match = search(data, start, end)
+                if match is not None:
+                    record(self, int(match[1]), int(match[2]), now)
+                else:
+                    self.worker.other_frames += 1
+                    if self.ready_on_welcome and not self.ready.done():
+                        if data.find(b'"type":"welcome"', start, end) >= 0:
+                            self.ready.set_result(None)
+                        else:
+                            self.ready.set_result("first frame was not welcome: " + data[start:end][:200].decode(errors="replace"))
+            elif opcode == 9:  # ping: pong with the same data (client frames are masked)
+                self._send(0xA, data[start:end])
+            elif opcode == 8:  # close: answer, record the code
+                code = int.from_bytes(data[start : start + 2], "big") if length >= 2 else 1005
+                self.close_code = code
+                self.worker.closed_by_server(code)
+                if not self.ready.done():
+                    self.ready.set_result(f"closed with {code}: {data[start + 2 : end].decode(errors='replace')}")
+                self._send(0x8, data[start : start + 2])
+                self.transport.close()
+                return
+            pos = end
+        if pos < size:
+            self.buffer = data[pos:]
+
+    def _send(self, opcode, payload):
+        # Masking key 0: masked bytes equal the payload. RFC 6455 wants unpredictable keys
+        # against proxy cache poisoning; there are no proxies here.
+        self.transport.write(bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+
+    def close(self):
+        if self.transport is not None and not self.transport.is_closing():
+            self.close_code = 1000
+            self._send(0x8, (1000).to_bytes(2, "big"))
+            self.transport.close()
+
+
+def handshake(url, origin, cookie):
+    parts = urlsplit(url)
+    key = base64.b64encode(os.urandom(16))
+    lines = [
+        f"GET {parts.path or '/'} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key.decode()}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if origin:
+        lines.append(f"Origin: {origin}")
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode(), accept
+
+
+async def open_raw(worker, url, origin, cookie, ready_on_welcome, timeout):
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(url)
+    request, accept = handshake(url, origin, cookie)
+    ready = loop.create_future()
+    try:
+        _, connection = await asyncio.wait_for(
+            loop.create_connection(lambda: RawConnection(worker, request, accept, ready_on_welcome, ready), parts.hostname, parts.port),
+            timeout,
+        )
+        error = await asyncio.wait_for(ready, timeout)
+    except (OSError, TimeoutError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if error is not None:
+        connection.close()
+        return None, error
+    return connection, None
+
+
+class LibraryConnection:
+    """The same, through the websockets library's client."""
+
+    def __init__(self, worker, websocket):
+        self.worker = worker
+        self.websocket = websocket
+        self.got = None
+        self.task = None
+
+    async def read(self):
+        from websockets.exceptions import ConnectionClosed
+
+        search = MARKER.search
+        try:
+            async for frame in self.websocket:
+                now = time_ns()
+                if isinstance(frame, str):
+                    frame = frame.encode()
+                match = search(frame)
+                if match is not None:
+                    self.worker.record(self, int(match[1]), int(match[2]), now)
+                else:
+                    self.worker.other_frames += 1
+        except ConnectionClosed:
+            pass
+        code = self.websocket.close_code
+        if code is not None and code != 1000:
+            self.worker.closed_by_server(code)
+
+    def close(self):
+        if self.task is not None:
+            self.task.cancel()
+        asyncio.ensure_future(self.websocket.close())
+
+
+async def open_library(worker, url, origin, cookie, ready_on_welcome, timeout):
+    from websockets.asyncio.client import connect
+
+    try:
+        websocket = await connect(
+            url,
+            origin=origin,
+            additional_headers={"Cookie": cookie} if cookie else None,
+            compression=None,
+            open_timeout=timeout,
+            max_queue=None,
+        )
+        if ready_on_welcome:
+            frame = await asyncio.wait_for(websocket.recv(), timeout)
+            if '"type":"welcome"' not in frame:
+                await websocket.close()
+                return None, f"first frame was not welcome: {frame[:200]}"
+            worker.other_frames += 1
+    except Exception as exc:  # InvalidStatus, ConnectionClosed, OSError, TimeoutError
+        return None, f"{type(exc).__name__}: {exc}"
+    connection = LibraryConnection(worker, websocket)
+    connection.task = asyncio.get_running_loop().create_task(connection.read())
+    return connection, None
+
+
+async def connect_all(worker, opener, command):
+    """Open `count` connections, `concurrency` handshakes at a time; per-connection timings."""
+    cookies = command.get("cookies")
+    count = command["count"]
+    semaphore = asyncio.Semaphore(command.get("concurrency", 100))
+    timeout = command.get("timeout", 60)
+    ready_on_welcome = command.get("ready") == "welcome"
+    durations, errors = [], {}
+    started = time.monotonic()
+    finished = [started]
+
+    async def one(index):
+        async with semaphore:
+            began = time.monotonic()
+            connection, error = await opener(
+                worker, command["url"], command.get("origin"), cookies[index] if cookies else None, ready_on_welcome, timeout
+            )
+            finished[0] = max(finished[0], time.monotonic())
+        if error is None:
+            worker.connections.append(connection)
+            durations.append(time.monotonic() - began)
+        else:
+            errors[error] = errors.get(error, 0) + 1
+
+    cpu = now_cpu()
+    await asyncio.gather(*(one(index) for index in range(count)))
+    return {
+        "connected": len(durations),
+        "errors": errors,
+        "elapsed": finished[0] - started,
+        "started": started,
+        "cpu": now_cpu() - cpu,
+        "durations": sorted(durations),
+    }
+
+
+async def serve(backend):
+    worker = Worker()
+    opener = open_raw if backend == "raw" else open_library
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    window_cpu = window_started = 0.0
+
+    def answer(message):
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        command = json.loads(line)
+        kind = command["cmd"]
+        if kind == "connect":
+            answer(await connect_all(worker, opener, command))
+        elif kind == "window":
+            worker.window = Window(command["lo"], command["hi"], worker.connections)
+            worker.frames = worker.other_frames = 0
+            worker.closed = {}
+            window_cpu, window_started = now_cpu(), time.monotonic()
+            answer({"ok": True})
+        elif kind == "wait":
+            window = worker.window
+            try:
+                await asyncio.wait_for(window.done.wait(), command.get("timeout", 30))
+            except TimeoutError:
+                pass
+            result = {
+                "expected": window.expected,
+                "deliveries": window.deliveries,
+                "duplicates": window.duplicates,
+                "first_ns": window.first_ns,
+                "last_ns": window.last_ns,
+                "frames": worker.frames,
+                "other_frames": worker.other_frames,
+                "closed": worker.closed,
+                "connections": len(worker.connections),
+                "cpu": now_cpu() - window_cpu,
+                "wall": time.monotonic() - window_started,
+            }
+            if command.get("latencies"):
+                result["latencies"] = base64.b64encode(window.latencies.tobytes()).decode()
+            answer(result)
+        elif kind == "close":
+            for connection in worker.connections:
+                connection.close()
+            await asyncio.sleep(0.2)
+            answer({"closed": len(worker.connections)})
+            break
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["raw", "websockets"], default="raw")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    args = parser.parse_args()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller stops us
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            args.loop = "asyncio"
+        else:
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(serve(args.backend))
+
+
+# --- The controller side, used by run.py and connections.py --------------------------------
+
+
+class LoadClients:
+    """`workers` load client processes, each with its share of the connections."""
+
+    def __init__(self, python, workers=2, backend="raw", loop="uvloop", log=None):
+        self.processes = []
+        for _ in range(workers):
+            self.processes.append(
+                subprocess.Popen(
+                    [python, __file__, "--backend", backend, "--loop", loop],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log or sys.stderr,
+                    text=True,
+                    start_new_session=True,
+                )
+            )
+
+    @property
+    def pids(self):
+        return [process.pid for process in self.processes]
+
+    def _ask(self, commands):
+        for process, command in zip(self.processes, commands):
+            process.stdin.write(json.dumps(command) + "\n")
+            process.stdin.flush()
+        answers = []
+        for process in self.processes:
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"load client {process.pid} exited (code {process.poll()})")
+            answers.append(json.loads(line))
+        return answers
+
+    def connect(self, url, count, cookies=None, origin=None, ready="open", concurrency=100, timeout=60):
+        """Open `count` connections across the workers (the i-th with cookies[i]); merged stats."""
+        shares = [count // len(self.processes) + (i < count % len(self.processes)) for i in range(len(self.processes))]
+        commands, offset = [], 0
+        for share in shares:
+            commands.append(
+                {
+                    "cmd": "connect", "url": url, "origin": origin, "count": share, "ready": ready,
+                    "cookies": cookies[offset : offset + share] if cookies else None,
+                    "concurrency": max(1, concurrency // len(self.processes)), "timeout": timeout,
+                }
+            )
+            offset += share
+        answers = self._ask(commands)
+        errors = {}
+        for answer in answers:
+            for error, n in answer["errors"].items():
+                errors[error] = errors.get(error, 0) + n
+        return {
+            "connected": sum(a["connected"] for a in answers),
+            "errors": errors,
+            "elapsed": max(a["started"] + a["elapsed"] for a in answers) - min(a["started"] for a in answers),
+            "cpu": sum(a["cpu"] for a in answers),
+            "durations": sorted(d for a in answers for d in a["durations"]),
+        }
+
+    def window(self, lo, hi):
+        self._ask([{"cmd": "window", "lo": lo, "hi": hi}] * len(self.processes))
+
+    def wait(self, timeout, latencies=False):
+        """Merged counts of the window: deliveries, duplicates, first and last arrival, CPU."""
+        answers = self._ask([{"cmd": "wait", "timeout": timeout, "latencies": latencies}] * len(self.processes))
+        merged = {
+            "expected": sum(a["expected"] for a in answers),
+            "deliveries": sum(a["deliveries"] for a in answers),
+            "duplicates": sum(a["duplicates"] for a in answers),
+            "frames": sum(a["frames"] for a in answers),
+            "other_frames": sum(a["other_frames"] for a in answers),
+            "first_ns": min((a["first_ns"] for a in answers if a["first_ns"]), default=0),
+            "last_ns": max(a["last_ns"] for a in answers),
+            "cpu": [a["cpu"] for a in answers],
+            "wall": max(a["wall"] for a in answers),
+            "closed": {},
+        }
+        for answer in answers:
+            for code, n in answer["closed"].items():
+                merged["closed"][code] = merged["closed"].get(code, 0) + n
+        if latencies:
+            values = array.array("q")
+            for answer in answers:
+                values.frombytes(base64.b64decode(answer["latencies"]))
+            merged["latencies"] = values
+        return merged
+
+    def close(self):
+        try:
+            self._ask([{"cmd": "close"}] * len(self.processes))
+        except (OSError, ValueError, RuntimeError):
+            pass
+        finally:
+            self.kill()
+
+    def kill(self):
+        for process in self.processes:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            process.wait()
+
+
+if __name__ == "__main__":
+    main()

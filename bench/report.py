@@ -1,0 +1,189 @@
+"""The one table of bench/run.py, in Markdown, with the issue's targets and PASS/FAIL."""
+
+import math
+
+
+def num(value, digits=0):
+    if value is None or (isinstance(value, float) and (math.isnan(value) or math.isinf(value))):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def ratio(a, b):
+    if not a or not b:
+        return None
+    return a / b
+
+
+def times(value):
+    if value is None:
+        return "—"
+    return f"1/{1 / value:,.0f}" if value < 0.1 else f"{value:.2f}×"
+
+
+def verdict(ok):
+    return "—" if ok is None else ("PASS" if ok else "**FAIL**")
+
+
+def delivered_note(row):
+    lost = row["expected"] - row["deliveries"]
+    notes = []
+    if lost:
+        notes.append(f"{lost:,} of {row['expected']:,} not delivered")
+    if row["duplicates"]:
+        notes.append(f"{row['duplicates']:,} duplicates")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def render(facts, params, results, extra, workers_available):
+    lines = []
+    add = lines.append
+    add(f"# Relay benchmark, {facts['started']}{' (--quick)' if params.quick else ''}")
+    add("")
+    add(f"Machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory']}, Linux {facts['kernel']}, "
+        f"Python {facts['python']}; load average {facts['load']:.2f} at the start, {facts['load_end']:.2f} at the end. "
+        f"Run time {facts['duration'] / 60:.1f} min.")
+    ours_v = ", ".join(f"{k} {v}" for k, v in facts["versions_ours"].items())
+    peers_v = ", ".join(f"{k} {v}" for k, v in facts["versions_peers"].items())
+    add(f"Versions: ours and bare: {ours_v}. Channels peer and load client: {peers_v}.")
+    add("")
+    channels_keys = [key for key in results if key.startswith("channels")]
+    best_channels = max(channels_keys, key=lambda k: results[k]["throughput_1000"]["rate"], default=None)
+    columns = [key for key in ("ours", "ours-2w", "bare") if key in results] + channels_keys
+    ours, bare = results.get("ours"), results.get("bare")
+    channels = results.get(best_channels) if best_channels else None
+    header = ["metric"] + [results[key]["label"] for key in columns] + ["ours / bare", "ours / Channels", "target", "result"]
+    add("| " + " | ".join(header) + " |")
+    add("|" + "---|" * len(header))
+
+    def row(label, cells, r_bare=None, r_channels=None, target="", ok=None):
+        add("| " + " | ".join([label] + cells + [times(r_bare), times(r_channels), target, verdict(ok)]) + " |")
+
+    for n in (100, 1000):
+        key = f"throughput_{n}"
+        cells = [num(results[c][key]["rate"]) + "/s" + delivered_note(results[c][key]) for c in columns]
+        r_bare = ratio(ours and ours[key]["rate"], bare and bare[key]["rate"])
+        r_channels = ratio(ours and ours[key]["rate"], channels and channels[key]["rate"])
+        if n == 1000:
+            ok = None if r_bare is None or r_channels is None else (r_bare >= 0.8 and r_channels >= 10)
+            row(f"deliveries/s, {n:,} clients", cells, r_bare, r_channels, "≥ 0.8× bare and ≥ 10× Channels", ok)
+        else:
+            row(f"deliveries/s, {n:,} clients", cells, r_bare, r_channels)
+    for stat in ("p50", "p99"):
+        cells = [num(results[c]["latency"][stat], 1) + " ms" + delivered_note(results[c]["latency"]) for c in columns]
+        r_bare = ratio(ours and ours["latency"][stat], bare and bare["latency"][stat])
+        r_channels = ratio(ours and ours["latency"][stat], channels and channels["latency"][stat])
+        if stat == "p99":
+            row("p99 latency, 1,000 clients × 10 events/s", cells, r_bare, r_channels, "≤ 1.5× bare", None if r_bare is None else r_bare <= 1.5)
+        else:
+            row("p50 latency, 1,000 clients × 10 events/s", cells, r_bare, r_channels)
+    cells = [f"{num(results[c]['rss'])} MiB" + (f" ({results[c]['processes']} processes)" if results[c]["processes"] > 1 else "") for c in columns]
+    row("relay RSS at 1,000 clients", cells, ratio(ours and ours["rss"], bare and bare["rss"]), ratio(ours and ours["rss"], channels and channels["rss"]))
+    if ours and "e2e" in ours:
+        e2e = ours["e2e"]
+        cells = [f"p50 {num(e2e['p50'], 1)} ms, p99 {num(e2e['p99'], 1)} ms" + delivered_note(e2e)] + ["—"] * (len(columns) - 1)
+        row("notify() in Django → client, 1,000 clients × 10 events/s", cells)
+    add("")
+    add("Ratios compare ours with 1 worker (one process, like the bare relay and daphne). "
+        f"Channels ratios use the faster channel layer at 1,000 clients ({results[best_channels]['label'] if best_channels else '—'}).")
+    add("")
+
+    if "ours-2w" in results and ours:
+        one, two = ours["throughput_1000"], results["ours-2w"]["throughput_1000"]
+        clean = all(r["deliveries"] == r["expected"] and not r["duplicates"] for r in (results["ours-2w"]["throughput_100"], two, results["ours-2w"]["latency"]))
+        add("## Scale out: `runwsserver --workers 2`")
+        add("")
+        add("| | 1 worker | 2 workers | 2 / 1 | every event to every client once |")
+        add("|---|---|---|---|---|")
+        add(f"| deliveries/s, 1,000 clients | {num(one['rate'])}/s | {num(two['rate'])}/s | {times(ratio(two['rate'], one['rate']))} | "
+            f"{'yes: none lost, no duplicates' if clean else '**no**'} |")
+        add(f"| deliveries/s, 100 clients | {num(ours['throughput_100']['rate'])}/s | {num(results['ours-2w']['throughput_100']['rate'])}/s | "
+            f"{times(ratio(results['ours-2w']['throughput_100']['rate'], ours['throughput_100']['rate']))} | |")
+        add(f"| authenticated connections accepted/s (900 clients, 100 handshakes in flight) | {num(ours['connect_1000'])}/s | "
+            f"{num(results['ours-2w']['connect_1000'])}/s | {times(ratio(results['ours-2w']['connect_1000'], ours['connect_1000']))} | |")
+        per_cpu = [r["throughput_1000"]["rate"] / max(r["throughput_1000"]["relay_cpu"], 1e-9) for r in (ours, results["ours-2w"])]
+        add(f"| deliveries per relay CPU-second, 1,000 clients | {num(per_cpu[0])} | {num(per_cpu[1])} | {times(ratio(per_cpu[1], per_cpu[0]))} | |")
+        add("")
+        add(f"Relay CPU at 1,000 clients: {one['relay_cpu']:.0%} of a core with 1 worker, {two['relay_cpu']:.0%} over 2 workers; "
+            f"load clients {' + '.join(f'{c:.0%}' for c in two['client_cpu'])}. This machine has 2 cores and the load client needs "
+            "about one of them at these delivery rates, so a second worker finds no idle core: deliveries cannot double here, "
+            "and four busy processes on two cores cost more per delivery. Accepting connections, where the load client is "
+            "nearly idle, shows what the second core gives.")
+        add("")
+    elif not workers_available:
+        add("`runwsserver --workers` is not available in this version: no 2-worker row.")
+        add("")
+
+    connections = extra.get("connections")
+    if connections:
+        worst = max(connections["all_received_seconds"]) if connections["all_received_seconds"] else None
+        add(f"## {connections['connections']:,} idle authenticated connections on one relay process")
+        add("")
+        add("| metric | measured | target | result |")
+        add("|---|---|---|---|")
+        add(f"| connections accepted per second (session lookup included; {connections['concurrency']} handshakes in flight) | "
+            f"{num(connections['accept_rate'])}/s ({connections['connected']:,} in {connections['connect_seconds']:.1f} s; "
+            f"handshake to `welcome` p50 {num(connections['handshake_p50'])} ms, p99 {num(connections['handshake_p99'])} ms) | ≥ 500/s | "
+            f"{verdict(connections['accept_rate'] >= 500 and connections['connected'] == connections['connections'])} |")
+        add(f"| relay RSS with all connected | {num(connections['rss'])} MiB ({num(connections['rss_start'])} MiB before) | ≤ 250 MiB | "
+            f"{verdict(connections['rss'] <= 250)} |")
+        add(f"| notify() of a group of every user → all {connections['connections']:,} have it | "
+            f"{', '.join(f'{s:.2f} s' for s in connections['all_received_seconds'])} | ≤ 2 s | "
+            f"{verdict(worst is not None and worst <= 2)} |")
+        add("")
+        add(f"During the handshakes: relay CPU {connections['relay_cpu_connect']:.0%} of a core, load clients "
+            f"{connections['client_cpu_connect']:.0%} ({connections['client_workers']} processes), other processes on the machine "
+            f"{connections['foreign_cpu_connect']:.0%}. Errors: {connections['errors'] or 'none'}.")
+        add("")
+
+    notify = extra.get("notify")
+    if notify:
+        add("## notify() inside a request")
+        add("")
+        add("| call in the view | request, median | added to the request | queries added | target | result |")
+        add("|---|---|---|---|---|---|")
+        constant = {}
+        for entry in notify:
+            constant.setdefault(entry["mode"].split("-")[0], set()).add(entry["queries"])
+        for entry in notify:
+            if entry["mode"] == "none":
+                add(f"| {entry['label']} | {entry['median_ms']:.2f} ms | — | — | | |")
+                continue
+            kind = entry["mode"].split("-")[0]
+            ok = entry["added_ms"] <= 2 and len(constant[kind]) == 1
+            add(f"| {entry['label']} | {entry['median_ms']:.2f} ms | {entry['added_ms']:+.2f} ms | {entry['queries']} | "
+                f"≤ 2 ms, constant queries | {verdict(ok)} |")
+        add("")
+        add("Each call stores the event, commits and publishes to Redis (the same Lua script, on a stream no relay reads). "
+            "Medians of runs alternating with the baseline request.")
+        add("")
+
+    check = extra.get("loadclient")
+    if check:
+        add("## Load client check (bare relay, 100 clients, one load client process)")
+        add("")
+        add("| backend | deliveries/s | load client CPU | per frame | relay CPU |")
+        add("|---|---|---|---|---|")
+        for entry in check:
+            add(f"| {entry['backend']} | {num(entry['rate'])}/s | {entry['client_cpu']:.0%} of a core | {entry['us_per_frame']:.1f} µs | "
+                f"{entry['relay_cpu']:.0%} of a core |")
+        add("")
+
+    add("## Measurement notes")
+    add("")
+    for key in columns:
+        result = results[key]
+        parts = []
+        for n in (100, 1000):
+            t = result[f"throughput_{n}"]
+            parts.append(
+                f"{n:,} clients: bursts of {t['events']} events, runs {', '.join(num(r) for r in t['runs'])}/s, relay CPU "
+                f"{t['relay_cpu']:.0%} of a core, load clients {' + '.join(f'{c:.0%}' for c in t['client_cpu'])}, other processes {t['foreign_cpu']:.0%}, "
+                f"hypervisor steal {t['steal']:.0%}"
+            )
+        add(f"- {result['label']}: " + "; ".join(parts) + ".")
+    add("")
+    add("CPU figures are shares of one core over each measurement. Deliveries/s: N clients × K events published at once, "
+        "divided by the time from the first publish to the last frame received; the median of the runs. Latency: receive "
+        "time minus the send timestamp in the payload, for every delivery.")
+    return "\n".join(lines) + "\n"
