@@ -16,6 +16,7 @@ it is answered `resync` if anything before `welcome` was missed.
 """
 
 import asyncio
+import logging
 import time
 
 from notifications import cursors
@@ -27,6 +28,8 @@ from notifications.topics import INBOX, TopicError, parse_topic
 from . import metrics, protocol
 from .replay import ReplayImpossible, missed_frames
 from .threads import run_sync
+
+logger = logging.getLogger(__name__)
 
 SESSION_ENDED = 4003
 # How long a resume waits for this relay to reach a cursor another relay gave the client.
@@ -78,6 +81,7 @@ class Client:
         self._welcome_position = cursors.position(cursor)
         self._settle = asyncio.get_running_loop().call_later(app_settings.WSSERVER_RESUME_WAIT, self._release)
         identity = self.identity
+        logger.debug("Welcome user %s at cursor %s, following %s", identity.user_id, cursor, list(self.subscriptions))
         await self.connection.send(protocol.welcome(identity.user_id, identity.username, list(self.subscriptions), cursor))
 
     def close(self):

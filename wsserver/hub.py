@@ -82,26 +82,34 @@ class Hub:
         if len(self._recent) > RECENT_EVENT_IDS:
             self._recent.popitem(last=False)
         reached = set()
+        by_topic = {}  # topic → [frame, connections]: one frame and one broadcast per topic
         for route in routes:
             followers = self._followers.get(route)
             if not followers:
                 continue
             recipients = followers - reached if reached else followers
             if recipients:
-                self._send(recipients, route, protocol.event(topic_of_route(route), cursor, event_json), cursor)
                 reached |= recipients
+                topic = topic_of_route(route)
+                if topic not in by_topic:
+                    by_topic[topic] = [protocol.event(topic, cursor, event_json), set()]
+                frame, connections = by_topic[topic]
+                connections |= self._keep_held(recipients, route, frame, cursor)
+        for frame, connections in by_topic.values():
+            broadcast(connections, frame)
         metrics.DELIVERIES.inc(len(reached))
         return len(reached)
 
-    def _send(self, recipients, route, frame, cursor):
+    def _keep_held(self, recipients, route, frame, cursor):
+        """Keep the frame for held recipients (with the route it came by); the others."""
         if self._held:
             held = recipients & self._held.keys()
             if held:
                 position = cursors.position(cursor)
                 for connection in held:
                     self._held[connection].keep(position, route, frame)
-                recipients = recipients - held
-        broadcast(recipients, frame)
+                return recipients - held
+        return recipients
 
     def hold(self, connection):
         """Keep this connection's live frames until release(); the cursor it has reached."""
