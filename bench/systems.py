@@ -24,9 +24,22 @@ BARE_STREAM = "bare:events"
 STREAM_MAXLEN = 10_000
 
 
-class Ours:
+class System:
+    """What the three systems under test share: their URL, and stopping server and publisher."""
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/ws/"
+
+    def stop(self):
+        self.publisher.close()
+        self.server.stop()
+
+
+class Ours(System):
     ready = "welcome"  # authenticated and following its inbox
     authenticated = True
+    origin = ORIGIN
 
     def __init__(self, world, workers=1):
         self.world = world
@@ -45,16 +58,6 @@ class Ours:
             wait_for_workers(self.server, self.workers)
         self.publisher = OursPublisher(self.world)
         return self.server
-
-    @property
-    def url(self):
-        return f"ws://127.0.0.1:{self.port}/ws/"
-
-    origin = ORIGIN
-
-    def stop(self):
-        self.publisher.close()
-        self.server.stop()
 
 
 def wait_for_workers(server, workers, timeout=60):
@@ -112,7 +115,7 @@ def pace(publish, count, rate):
         publish(n)
 
 
-class Bare:
+class Bare(System):
     key = "bare"
     label = "bare websockets + Redis"
     ready = "open"
@@ -129,14 +132,6 @@ class Bare:
         self.server.wait_listening()
         self.publisher = BarePublisher(self.world)
         return self.server
-
-    @property
-    def url(self):
-        return f"ws://127.0.0.1:{self.port}/ws/"
-
-    def stop(self):
-        self.publisher.close()
-        self.server.stop()
 
 
 class BarePublisher:
@@ -159,7 +154,7 @@ class BarePublisher:
         self.redis.close()
 
 
-class Channels:
+class Channels(System):
     ready = "open"
     authenticated = False
     origin = None
@@ -186,14 +181,6 @@ class Channels:
         self.server.wait_listening()
         self.publisher = ChannelsPublisher(self)
         return self.server
-
-    @property
-    def url(self):
-        return f"ws://127.0.0.1:{self.port}/ws/"
-
-    def stop(self):
-        self.publisher.close()
-        self.server.stop()
 
 
 class ChannelsPublisher:
