@@ -155,6 +155,49 @@ async def test_resume_after_redis_lost_all_its_data(relay, ws_clients, redis_res
     await expect_titles(client, ["live"])
 
 
+@needs_own_redis
+async def test_resume_takes_from_the_new_stream_what_the_database_has_no_position_for_yet(relay, ws_clients, redis_restarts):
+    """
+    After Redis lost its data, the lost part of the range comes from the database and the rest
+    from the new stream, which also holds an entry whose position is not on its Event row yet
+    (its publisher is between the XADD and the UPDATE, as when a relay drains a large outbox).
+    """
+    user, session, cursor = await seen_one_event_then_left(ws_clients, relay)
+    watcher, _ = await ws_clients.with_cookie(relay, session)
+    await notify_titles(user, ["lost"])
+    await expect_titles(watcher, ["lost"])
+    await asyncio.to_thread(redis_restarts.stop_redis, True)
+    await asyncio.to_thread(redis_restarts.start_redis)
+    await notify_titles(user, ["after"])
+    event = await call(notify, user, "position not recorded yet")
+    await call(lambda: Event.objects.filter(pk=event.pk).update(stream_position=None))
+    # The relay has read them: the range to replay ends with them.
+    await expect_titles(watcher, ["after", "position not recorded yet"], timeout=10.0)
+
+    client = await resumed(ws_clients, relay, session, cursor)
+    await expect_titles(client, ["lost", "after", "position not recorded yet"])
+    await notify_titles(user, ["live"])
+    await expect_titles(client, ["live"])
+
+
+@needs_own_redis
+async def test_a_relay_that_starts_on_an_empty_stream_replays_what_redis_lost(relay_factory, ws_clients, redis_restarts):
+    """Every relay and Redis's data gone, nothing published since: resume still finds the lost events."""
+    relay = relay_factory()
+    user, session, cursor = await seen_one_event_then_left(ws_clients, relay)
+    await notify_titles(user, ["lost-1", "lost-2"])
+    relay.process.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(relay.process.wait, 10)
+    await asyncio.to_thread(redis_restarts.stop_redis, True)
+    await asyncio.to_thread(redis_restarts.start_redis)
+
+    restarted = relay_factory(port=relay.port)
+    client = await resumed(ws_clients, restarted, session, cursor)
+    await expect_titles(client, ["lost-1", "lost-2"])
+    await notify_titles(user, ["live"])
+    await expect_titles(client, ["live"])
+
+
 async def test_a_cursor_older_than_the_replay_window_gets_resync(relay, ws_clients):
     user = await call(make_user)
     client = await resumed(ws_clients, relay, await call(login, user), "1-0")  # 1970

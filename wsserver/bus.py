@@ -99,9 +99,16 @@ class StreamReader:
         self.reconnects = 0
         self.down_since = None  # time.monotonic() when Redis was lost: /healthz reports it
 
-    async def start(self):
-        """Where reading starts: after the newest entries (what a client starting now has seen)."""
+    async def start(self, last_published):
+        """
+        Where reading starts: after the newest entries (what a client starting now has seen). On
+        an empty stream (a new Redis, or one that lost its data), after `await last_published()`,
+        the last position the database records: what was published before is then the database's
+        to replay, and a gap found later is never taken to start at the beginning of time.
+        """
         self.after = await latest_entry_id(self.redis, self.events_key)
+        if self.after == "0-0":
+            self.after = await last_published()
         self.control_after = await latest_entry_id(self.redis, self.control_key)
         return self.after
 

@@ -10,6 +10,8 @@ longer than NOTIFICATIONS_REPLAY_WINDOW seconds, or than MAX_REPLAY events, is n
 client is told to resync over HTTP instead.
 """
 
+from django.db.models import Max
+
 from notifications import cursors
 from notifications.conf import app_settings
 from notifications.models import Event
@@ -59,6 +61,11 @@ def stored_entries(since, until=None):
     ]
 
 
+def last_published_cursor():
+    """The cursor of the newest event the database records as published, "0-0" if none (ORM)."""
+    return cursors.cursor(Event.objects.aggregate(last=Max("stream_position"))["last"] or 0)
+
+
 def stored_frames(since, until, followed):
     """(event id, frame) of the stored events in (since, until] that `followed` routes carry."""
     frames = []
@@ -76,30 +83,37 @@ async def missed_frames(redis, since, until, followed, now_ms):
     # Position 0 is the cursor of a deployment that had published nothing yet: always in reach.
     if since and now_ms - cursors.milliseconds(since) > app_settings.NOTIFICATIONS_REPLAY_WINDOW * 1000:
         raise ReplayImpossible("the cursor is older than the replay window")
-    frames, covered = await _stream_frames(redis, since, until, followed)
-    if covered < until:
-        # What the stream did not have: older than its oldest entry, trimmed or lost while we
-        # paged, or unreachable (Redis down). The database has every published position.
-        frames = await run_sync(stored_frames, since, until, followed)
+    start, frames = await _stream_frames(redis, since, until, followed)
+    if start > since + 1:
+        # What the stream does not hold: older than its oldest entry (trimmed, or lost when Redis
+        # restarted without its data), or all of it when Redis is unreachable. The database has
+        # every published position, but only for that part: the positions the stream holds are
+        # written to the database just after they are added, and may not be there yet (a relay
+        # draining the outbox after Redis came back).
+        frames = await run_sync(stored_frames, since, start - 1, followed) + frames
     return list(_once(frames))
 
 
 async def _stream_frames(redis, since, until, followed):
     """
-    (frames, covered): the frames the stream holds after `since`, and the position up to which
-    they are complete; less than `until` when the stream could not give the whole range.
+    (start, frames): the frames of the stream's entries in [start, until], where `start` is the
+    first position after `since` the stream can vouch for; what comes before it is the database's
+    to give. start = until + 1 when the stream gives nothing (Redis down, or it lost entries while
+    we paged).
     """
     key = app_settings.NOTIFICATIONS_STREAM_KEY
+    nothing = until + 1, []
     frames = []
     try:
         oldest = await redis.xrange(key, count=1)
-        if not oldest or cursors.position(oldest[0][0]) > since + 1:
-            return [], since  # the stream starts after the cursor: part of the range may be gone
+        if not oldest:
+            return nothing
+        start = max(since + 1, cursors.position(oldest[0][0]))
         after = since
         while after < until:
             entries = await redis.xrange(key, min=f"({cursors.cursor(after)}", max=cursors.cursor(until), count=PAGE)
             if not entries:
-                return frames, after  # the stream lost the rest while we paged
+                return nothing  # nothing in the range, or the stream lost the rest while we paged
             for entry_id, fields in entries:
                 event_id, routes, payload = decode_message(fields)
                 topic = topic_for(routes, followed)
@@ -109,8 +123,8 @@ async def _stream_frames(redis, since, until, followed):
             if len(frames) > MAX_REPLAY:
                 raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay")
     except REDIS_DOWN:
-        return frames, since
-    return frames, until
+        return nothing
+    return min(start, until + 1), frames
 
 
 def _once(frames):

@@ -31,7 +31,7 @@ from .auth import authenticate_first_message, check_handshake, client_address
 from .client import Client
 from .hub import Hub
 from .limits import ConnectionCaps, FloodGuard
-from .replay import ReplayImpossible, stored_entries
+from .replay import ReplayImpossible, last_published_cursor, stored_entries
 from .threads import run_sync
 
 logger = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ async def run(host, port, ready=None, reuse_port=False):
     hub = Hub()
     relay = Relay(hub, redis)
     relay.reader = bus.StreamReader(redis, hub.deliver, relay.control, database_recovery(hub), relay.recheck_all)
-    hub.cursor = await relay.reader.start()
+    hub.cursor = await relay.reader.start(lambda: run_sync(last_published_cursor))
     reader = asyncio.create_task(relay.reader.run())
     helpers = [asyncio.create_task(drain_outbox())]
     stop = asyncio.Event()
