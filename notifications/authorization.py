@@ -10,9 +10,11 @@ Django's ModelBackend only the first check costs a query (it caches the user's p
 These functions touch the database: the relay calls them in a worker thread.
 """
 
+from collections import defaultdict
+
 from django.apps import apps
 from django.contrib.auth import get_permission_codename
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 
 from .models import Audience
 from .topics import (
@@ -52,12 +54,38 @@ def followable_models(user):
 
 def inbox_routes(user):
     """Every route an inbox event addressed to `user` can travel under."""
-    routes = {user_route(user.pk), audience_route(Audience.ALL)}
-    if getattr(user, "is_staff", False):  # custom user models need not have the flag
-        routes.add(audience_route(Audience.STAFF))
-    if hasattr(user, "groups"):
-        routes.update(group_route(pk) for pk in user.groups.values_list("pk", flat=True))
+    return inbox_routes_of([user])[user.pk]
+
+
+def inbox_routes_of(users):
+    """{user pk: inbox routes} for many users, with one query for all their groups."""
+    groups = _group_ids(users)
+    routes = {}
+    for user in users:
+        routes[user.pk] = {user_route(user.pk), audience_route(Audience.ALL)}
+        routes[user.pk].update(group_route(pk) for pk in groups.get(user.pk, ()))
+        if getattr(user, "is_staff", False):  # custom user models need not have the flag
+            routes[user.pk].add(audience_route(Audience.STAFF))
     return routes
+
+
+def _group_ids(users):
+    """{user pk: its group pks}, one query per user model (custom ones need not have groups)."""
+    by_model = defaultdict(list)
+    for user in users:
+        by_model[type(user)].append(user.pk)
+    groups = defaultdict(list)
+    for model, pks in by_model.items():
+        try:
+            field = model._meta.get_field("groups")
+        except (AttributeError, FieldDoesNotExist):
+            continue
+        if field.many_to_many:
+            user_column, group_column = field.m2m_field_name(), field.m2m_reverse_field_name()
+            memberships = field.remote_field.through.objects.filter(**{f"{user_column}__in": pks})
+            for user_pk, group_pk in memberships.values_list(user_column, group_column):
+                groups[user_pk].append(group_pk)
+    return groups
 
 
 def routes_for(user, topic):

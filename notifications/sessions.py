@@ -18,6 +18,8 @@ from types import SimpleNamespace
 
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+from django.utils import timezone
 
 
 class _SessionCopy(dict):
@@ -32,10 +34,39 @@ class _SessionCopy(dict):
 
 def user_for_session_key(session_key):
     """The active user logged in with this session, or None."""
-    if not session_key:
-        return None
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    user = get_user(SimpleNamespace(session=_SessionCopy(store.load())))
-    if not user.is_authenticated or not getattr(user, "is_active", True):
-        return None
-    return user
+    return users_for_session_keys([session_key]).get(session_key)
+
+
+def users_for_session_keys(session_keys):
+    """{session key: its active user} for those of these sessions that have one."""
+    users = {}
+    for session_key, data in _session_data(session_keys).items():
+        user = get_user(SimpleNamespace(session=_SessionCopy(data)))
+        if user.is_authenticated and getattr(user, "is_active", True):
+            users[session_key] = user
+    return users
+
+
+def _session_data(session_keys):
+    """
+    {key: data} of these sessions: with the database engine (or one that loads the same way),
+    one query for them all, as its load() would (unexpired, data decoded); otherwise each
+    loaded by its own SessionStore.
+    """
+    session_keys = [key for key in dict.fromkeys(session_keys) if key]
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    if not _loads_like_the_database_engine(store_class):
+        return {key: store_class(key).load() for key in session_keys}
+    store = store_class()
+    # The keys a SessionStore would accept (it treats the others as no session at all).
+    session_keys = [key for key in session_keys if store._validate_session_key(key)]
+    rows = store_class.get_model_class().objects.filter(session_key__in=session_keys, expire_date__gt=timezone.now())
+    return {key: store.decode(data) for key, data in rows.values_list("session_key", "session_data")}
+
+
+def _loads_like_the_database_engine(store_class):
+    return (
+        issubclass(store_class, DatabaseSessionStore)
+        and store_class.load is DatabaseSessionStore.load
+        and store_class._get_session_from_db is DatabaseSessionStore._get_session_from_db
+    )

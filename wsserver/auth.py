@@ -19,9 +19,9 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 
-from notifications.authorization import inbox_routes
+from notifications.authorization import inbox_routes, inbox_routes_of
 from notifications.conf import WEBSOCKET_PATH, app_settings
-from notifications.sessions import user_for_session_key
+from notifications.sessions import users_for_session_keys
 from notifications.tickets import authenticate_ticket
 
 from . import protocol
@@ -43,19 +43,27 @@ class Identity:
     inbox_routes: frozenset
 
 
-def identify(user, session_key, method):
-    """The Identity of a user just authenticated (ORM: in a thread, with the session lookup)."""
-    return Identity(user.pk, user.get_username(), session_key, method, frozenset(inbox_routes(user)))
+def identify(user, session_key, method, routes):
+    return Identity(user.pk, user.get_username(), session_key, method, frozenset(routes))
 
 
-def identify_by_session(session_key):
-    user = user_for_session_key(session_key)
-    return None if user is None else identify(user, session_key, "cookie")
+def identify_by_sessions(session_keys):
+    """
+    {session key: Identity} of those of these sessions with an active user logged in (ORM: in a
+    thread). Batched (threads.Batched): a burst of handshakes costs one query for their sessions
+    and one for their groups, plus what get_user() costs each.
+    """
+    users = users_for_session_keys(session_keys)
+    routes = inbox_routes_of(users.values())
+    return {key: identify(user, key, "cookie", routes[user.pk]) for key, user in users.items()}
 
 
 def identify_by_ticket(ticket):
     result = authenticate_ticket(ticket)
-    return None if result is None else identify(*result, "ticket")
+    if result is None:
+        return None
+    user, session_key = result
+    return identify(user, session_key, "ticket", inbox_routes(user))
 
 
 def allowed_hosts():
@@ -105,10 +113,11 @@ def client_address(connection):
     return connection.remote_address[0] if connection.remote_address else "?"
 
 
-async def check_handshake(connection, request):
+async def check_handshake(connection, request, identify_session):
     """
     websockets' process_request hook: refuse wrong paths (404), tickets in the URL (400) and
-    cookie handshakes from foreign origins (403); remember who a valid session cookie belongs to.
+    cookie handshakes from foreign origins (403); remember who a valid session cookie belongs
+    to, as `await identify_session(key)` says (a Batched identify_by_sessions).
     """
     connection.identity = None
     url = urlsplit(request.path)
@@ -124,7 +133,7 @@ async def check_handshake(connection, request):
     if not origin_allowed(origin):
         logger.warning("Refused a cookie handshake from origin %r", origin)
         return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden: this Origin may not use the session cookie.\n")
-    connection.identity = await run_sync(identify_by_session, session_key)
+    connection.identity = await identify_session(session_key)
     return None
 
 

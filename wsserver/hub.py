@@ -47,6 +47,8 @@ class Hub:
         self._recent = OrderedDict()  # event ids delivered lately, oldest first
         # The stream position of the last event delivered: what a client starting now has seen.
         self.cursor = cursor
+        # Broadcasts made so far: write buffers only grow when this does (see server.close_slow_clients).
+        self.broadcasts = 0
 
     def follow(self, connection, routes):
         for route in routes:
@@ -97,6 +99,7 @@ class Hub:
                 connections |= self._keep_held(recipients, route, frame, cursor)
         for frame, connections in by_topic.values():
             broadcast(connections, frame)
+        self.broadcasts += len(by_topic)
         metrics.DELIVERIES.inc(len(reached))
         return len(reached)
 
@@ -128,6 +131,7 @@ class Hub:
         for position, _route, frame in hold.frames:
             if position > after:
                 broadcast([connection], frame)
+                self.broadcasts += 1
         return not hold.overflowed
 
     def keep_held_only(self, connection, routes):

@@ -27,7 +27,13 @@ from notifications.conf import app_settings
 from notifications.topics import group_route
 
 from . import bus, metrics, protocol
-from .auth import authenticate_first_message, check_handshake, client_address
+from .auth import (
+    authenticate_first_message,
+    check_handshake,
+    client_address,
+    identify_by_sessions,
+)
+from .batching import Batched
 from .client import Client
 from .hub import Hub
 from .limits import ConnectionCaps, FloodGuard
@@ -58,6 +64,7 @@ class Relay:
         self.server = None
         self.clients = defaultdict(set)  # str(user pk) → its connected clients
         self.caps = ConnectionCaps()
+        self.identify_session = Batched(lambda keys: run_sync(identify_by_sessions, keys))
         self._tasks = set()
 
     def control(self, fields):
@@ -157,7 +164,7 @@ class Relay:
         if path == "/metrics":
             body, content_type = metrics.render()
             return plain_response(HTTPStatus.OK, content_type, body)
-        return await check_handshake(connection, request)
+        return await check_handshake(connection, request, self.identify_session)
 
     def health(self, connection):
         """200 while the relay reads Redis, 503 while it does not (load balancers drain it)."""
@@ -226,24 +233,32 @@ async def drain_outbox():
                 logger.info("Published %d event(s) from the outbox", published)
 
 
-async def close_slow_clients(server):
+async def close_slow_clients(relay):
     """
     Close (1013) connections with more than WSSERVER_MAX_BUFFER bytes waiting to be sent: a
-    client that stops reading costs at most that, plus what arrives before the next check.
+    client that stops reading costs at most that, plus what arrives before the next check. Only
+    the hub's broadcasts write without waiting for the client, so there is nothing to look at
+    (among maybe 10,000 idle sockets) until it made one.
     """
     limit = app_settings.WSSERVER_MAX_BUFFER
+    checked_at = relay.hub.broadcasts
     while True:
         await asyncio.sleep(SLOW_CLIENT_INTERVAL)
-        for connection in list(server.connections):
-            transport = connection.transport
-            if connection.state is State.OPEN and transport is not None and transport.get_write_buffer_size() > limit:
-                logger.warning(
-                    "Closing %s: too slow, %d bytes waiting to be sent",
-                    connection.remote_address[0] if connection.remote_address else "?",
-                    transport.get_write_buffer_size(),
-                )
-                metrics.SLOW_CLIENT_CLOSES.inc()
-                asyncio.create_task(connection.close(TRY_AGAIN_LATER, "Too slow to keep up: reconnect and resume."))
+        if relay.hub.broadcasts == checked_at:
+            continue
+        checked_at = relay.hub.broadcasts
+        for clients in list(relay.clients.values()):
+            for client in list(clients):
+                connection = client.connection
+                transport = connection.transport
+                if connection.state is State.OPEN and transport is not None and transport.get_write_buffer_size() > limit:
+                    logger.warning(
+                        "Closing %s: too slow, %d bytes waiting to be sent",
+                        connection.remote_address[0] if connection.remote_address else "?",
+                        transport.get_write_buffer_size(),
+                    )
+                    metrics.SLOW_CLIENT_CLOSES.inc()
+                    asyncio.create_task(connection.close(TRY_AGAIN_LATER, "Too slow to keep up: reconnect and resume."))
 
 
 def run_forever(host, port, ready=None, reuse_port=False):
@@ -288,7 +303,7 @@ async def run(host, port, ready=None, reuse_port=False):
             server_header=None,
         ) as server:
             relay.server = server
-            helpers.append(asyncio.create_task(close_slow_clients(server)))
+            helpers.append(asyncio.create_task(close_slow_clients(relay)))
             if ready is not None:
                 ready(server)
             stopping = asyncio.create_task(stop.wait())

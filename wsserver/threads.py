@@ -22,3 +22,4 @@ def _call(function, args):
 async def run_sync(function, *args):
     """Await function(*args), run in the ORM thread pool."""
     return await asyncio.get_running_loop().run_in_executor(_pool, _call, function, args)
+
