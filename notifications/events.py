@@ -75,9 +75,7 @@ def create_inbox_event(event, users=None, group_ids=(), audience=""):
         _fit_to_columns(event).save(using=database)
         user_ids = []
         if users is not None:
-            users = _distinct_users(users, database)
-            user_ids = list(users.values_list("pk", flat=True))
-            _insert_user_recipients(event, users, database)
+            user_ids = _insert_user_recipients(event, _distinct_users(users, database), database)
         rows = [Recipient(event=event, group_id=pk) for pk in set(group_ids)]
         if audience:
             rows.append(Recipient(event=event, audience=audience))
@@ -96,21 +94,30 @@ def _distinct_users(users, database):
 
 
 def _insert_user_recipients(event, users, database):
-    """One INSERT ... SELECT for any number of users (bulk_create would batch by 999 params)."""
+    """
+    One INSERT ... SELECT for any number of users (bulk_create would batch by 999 params); the
+    pks of the users it addressed, from the same statement where the database can return rows.
+    """
     try:
         select_sql, params = users.values(recipient_id=F("pk")).query.get_compiler(using=database).as_sql()
     except EmptyResultSet:
-        return  # an empty queryset (`.none()`, `pk__in=[]`): nobody to address
+        return []  # an empty queryset (`.none()`, `pk__in=[]`): nobody to address
     connection = connections[database]
     quote_name = connection.ops.quote_name
     recipient = Recipient._meta
-    columns = ", ".join(quote_name(recipient.get_field(name).column) for name in ("event", "user", "audience"))
+    columns = [quote_name(recipient.get_field(name).column) for name in ("event", "user", "audience")]
+    sql = (
+        f"INSERT INTO {quote_name(recipient.db_table)} ({', '.join(columns)}) "
+        f"SELECT %s, chosen.recipient_id, %s FROM ({select_sql}) chosen"
+    )
+    returning = connection.features.can_return_rows_from_bulk_insert
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote_name(recipient.db_table)} ({columns}) "
-            f"SELECT %s, chosen.recipient_id, %s FROM ({select_sql}) chosen",
-            (event.pk, "", *params),
-        )
+        if returning:
+            cursor.execute(f"{sql} RETURNING {columns[1]}", (event.pk, "", *params))
+            to_python = users.model._meta.pk.to_python  # raw values: a UUID is hex text on SQLite
+            return [to_python(user_id) for (user_id,) in cursor.fetchall()]
+        cursor.execute(sql, (event.pk, "", *params))
+    return list(users.values_list("pk", flat=True))
 
 
 def split_recipients(recipients):

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from . import cursors
 from .conf import app_settings
 from .models import OBJECT_KINDS, Event
-from .topics import addressee_routes, object_routes, route_priority
+from .topics import addressee_routes, object_routes
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +78,6 @@ def event_json(event):
     return json.dumps(event_payload(event), separators=(",", ":"), ensure_ascii=False, cls=DjangoJSONEncoder)
 
 
-def sorted_routes(routes):
-    """Routes without repeats, most specific first (topics.route_priority)."""
-    return sorted(set(routes), key=lambda route: (route_priority(route), route))
-
-
 def object_event_routes(event):
     """An object event's routes; an object of a proxy model is also its concrete model's."""
     try:
@@ -111,7 +106,7 @@ def decode_message(fields):
 
 def message(event, routes):
     """What publish() sends for an event: (event, its JSON, its routes as JSON)."""
-    return event, event_json(event), json.dumps(sorted_routes(routes))
+    return event, event_json(event), json.dumps(routes)
 
 
 def publish_on_commit(events_and_routes, using=None):

@@ -106,13 +106,19 @@ def audience_route(audience):
 
 
 def object_routes(label, pk, concrete_label=None):
-    """Routes of an event about an object: its model's and its own topics (and its concrete model's)."""
+    """
+    Routes of an event about an object: its own topics, then its model's (and its concrete
+    model's). Most specific first: a client following both sees the event under the object topic.
+    """
     labels = dict.fromkeys([label, concrete_label or label])
-    return [model_topic(lbl) for lbl in labels] + ([object_topic(lbl, pk) for lbl in labels] if pk else [])
+    return ([object_topic(lbl, pk) for lbl in labels] if pk else []) + [model_topic(lbl) for lbl in labels]
 
 
 def addressee_routes(user_ids=(), group_ids=(), audiences=()):
-    """Routes of an inbox event addressed to these users, groups and audiences."""
+    """
+    Routes of an inbox event addressed to these (distinct) users, groups and audiences: all
+    shown under one topic, `inbox`, so their order does not matter.
+    """
     return (
         [user_route(pk) for pk in user_ids]
         + [group_route(pk) for pk in group_ids]
@@ -124,7 +130,3 @@ def topic_of_route(route):
     """The topic a client sees an event under when it reached it through `route`."""
     return INBOX if route.startswith("inbox:") else route
 
-
-def route_priority(route):
-    """Sort key: the most specific route first, so a client subscribed twice sees that one."""
-    return {"object": 0, "model": 1}.get(route.partition(":")[0], 2)

@@ -71,7 +71,7 @@ class Hub:
     def deliver(self, cursor, event_id, routes, event_json):
         """
         Send an event to every connection following any of its routes, once each. Routes come
-        most specific first (publishing.sorted_routes), so a connection that follows both
+        most specific first (topics.object_routes), so a connection that follows both
         `object:auth.user:5` and `model:auth.user` sees the event under the object topic.
         Returns the number of connections it reached (or was held for).
         """

@@ -18,7 +18,6 @@ from notifications.models import Event
 from notifications.publishing import (
     decode_message,
     event_json,
-    sorted_routes,
     stored_routes,
 )
 from notifications.topics import topic_of_route
@@ -56,7 +55,7 @@ def stored_entries(since, until=None):
     if len(events) > MAX_REPLAY:
         raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay")
     return [
-        (cursors.cursor(event.stream_position), event.pk, sorted_routes(stored_routes(event)), event_json(event))
+        (cursors.cursor(event.stream_position), event.pk, stored_routes(event), event_json(event))
         for event in events
     ]
 
