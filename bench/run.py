@@ -18,7 +18,6 @@ targets of the issue, and writes it to bench/results/latest.md. Details: docs/pe
 """
 
 import argparse
-import statistics
 import sys
 import time
 from datetime import datetime, timezone
