@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from notifications import cursors, notify
 from notifications.models import Event
+from wsserver import bus
 
 from . import redis_server
 from .aio import call, live_servers
@@ -196,6 +197,27 @@ async def test_a_relay_that_starts_on_an_empty_stream_replays_what_redis_lost(re
     await expect_titles(client, ["lost-1", "lost-2"])
     await notify_titles(user, ["live"])
     await expect_titles(client, ["live"])
+
+
+@needs_own_redis
+@pytest.mark.parametrize("single_connection", [True, False], ids=["reader's client", "a pooled client"])
+async def test_only_the_readers_redis_client_reports_a_restart_it_was_not_watching(redis_restarts, single_connection):
+    """
+    Redis restarts (without its data) while the reader is between two reads, busy delivering:
+    its client must fail the next read, so that the reader looks for what the old stream lost.
+    A pooled client reconnects without a word, which is why the reader does not use one.
+    """
+    client = bus.connect(single_connection=single_connection)
+    try:
+        await client.ping()
+        await asyncio.to_thread(redis_restarts.stop_redis, True)
+        await asyncio.to_thread(redis_restarts.start_redis)
+        if single_connection:
+            with pytest.raises(bus.REDIS_DOWN):
+                await client.xread({"any-stream": "0-0"}, count=1)
+        assert await client.xread({"any-stream": "0-0"}, count=1) == []  # (then) on the new server
+    finally:
+        await client.aclose()
 
 
 async def test_a_cursor_older_than_the_replay_window_gets_resync(relay, ws_clients):

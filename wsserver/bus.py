@@ -41,11 +41,16 @@ def redis_url():
     return location[0] if isinstance(location, (list, tuple)) else location
 
 
-def connect():
+def connect(single_connection=False):
     """
-    The reader's client. Its socket timeout outlasts XREAD's BLOCK, or an idle stream would look
-    like a lost connection; redis-py's own retries are off, so follow()'s backoff is the only one
-    and every outage is logged.
+    A client for the relay. Its socket timeout outlasts XREAD's BLOCK, or an idle stream would
+    look like a lost connection; redis-py's own retries are off, so the reader's backoff is the
+    only one and every outage is logged.
+
+    The reader's client has a single connection: a pool replaces a connection that died while
+    it was idle with a new one without a word, and a reader busy delivering when Redis restarted
+    without its data would read on in the new stream, never looking for what the old one lost.
+    Its one connection fails the next command instead, and the reader recovers the gap.
     """
     return aioredis.Redis.from_url(
         redis_url(),
@@ -54,6 +59,7 @@ def connect():
         socket_connect_timeout=5,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=30,
+        single_connection_client=single_connection,
     )
 
 

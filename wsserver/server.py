@@ -279,7 +279,8 @@ async def run(host, port, ready=None, reuse_port=False):
     redis = bus.connect()
     hub = Hub()
     relay = Relay(hub, redis)
-    relay.reader = bus.StreamReader(redis, hub.deliver, relay.control, database_recovery(hub), relay.recheck_all)
+    reader_redis = bus.connect(single_connection=True)
+    relay.reader = bus.StreamReader(reader_redis, hub.deliver, relay.control, database_recovery(hub), relay.recheck_all)
     hub.cursor = await relay.reader.start(lambda: run_sync(last_published_cursor))
     reader = asyncio.create_task(relay.reader.run())
     helpers = [asyncio.create_task(drain_outbox())]
@@ -317,3 +318,4 @@ async def run(host, port, ready=None, reuse_port=False):
         for task in (reader, *helpers):
             task.cancel()
         await redis.aclose()
+        await reader_redis.aclose()
