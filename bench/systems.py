@@ -72,26 +72,11 @@ def wait_for_workers(server, workers, timeout=60):
     raise RuntimeError(f"{server.name}: {workers} workers did not start:\n{server.output()[-3000:]}")
 
 
-class OursPublisher:
-    """XADD through notifications.publishing's Lua script (once-only guard included)."""
+class StreamPublisher:
+    """Publishes numbered payloads to Redis, in one pipelined burst or paced; _add(seq, client) adds one."""
 
     def __init__(self, world):
-        from notifications.conf import app_settings
-        from notifications.publishing import PUBLISH_ONCE, published_key
-
         self.redis = redis.Redis.from_url(world.redis_url)
-        self.script = self.redis.register_script(PUBLISH_ONCE)
-        self.stream = app_settings.NOTIFICATIONS_STREAM_KEY
-        self.published_key = published_key
-        self.routes = json.dumps(["inbox:all"])
-
-    def _add(self, seq, client):
-        event_id = ID_BASE + seq
-        self.script(
-            keys=[self.stream, self.published_key(event_id)],
-            args=[STREAM_MAXLEN, 3600, event_id, payload(seq, time.time_ns()), self.routes],
-            client=client,
-        )
 
     def burst(self, seq, count):
         pipe = self.redis.pipeline(transaction=False)
@@ -104,6 +89,28 @@ class OursPublisher:
 
     def close(self):
         self.redis.close()
+
+
+class OursPublisher(StreamPublisher):
+    """XADD through notifications.publishing's Lua script (once-only guard included)."""
+
+    def __init__(self, world):
+        from notifications.conf import app_settings
+        from notifications.publishing import PUBLISH_ONCE, published_key
+
+        super().__init__(world)
+        self.script = self.redis.register_script(PUBLISH_ONCE)
+        self.stream = app_settings.NOTIFICATIONS_STREAM_KEY
+        self.published_key = published_key
+        self.routes = json.dumps(["inbox:all"])
+
+    def _add(self, seq, client):
+        event_id = ID_BASE + seq
+        self.script(
+            keys=[self.stream, self.published_key(event_id)],
+            args=[STREAM_MAXLEN, 3600, event_id, payload(seq, time.time_ns()), self.routes],
+            client=client,
+        )
 
 
 def pace(publish, count, rate):
@@ -134,24 +141,9 @@ class Bare(System):
         return self.server
 
 
-class BarePublisher:
-    def __init__(self, world):
-        self.redis = redis.Redis.from_url(world.redis_url)
-
+class BarePublisher(StreamPublisher):
     def _add(self, seq, client):
         client.xadd(BARE_STREAM, {"data": payload(seq, time.time_ns())}, maxlen=STREAM_MAXLEN, approximate=True)
-
-    def burst(self, seq, count):
-        pipe = self.redis.pipeline(transaction=False)
-        for n in range(count):
-            self._add(seq + n, pipe)
-        pipe.execute()
-
-    def paced(self, seq, count, rate):
-        pace(lambda n: self._add(seq + n, self.redis), count, rate)
-
-    def close(self):
-        self.redis.close()
 
 
 class Channels(System):

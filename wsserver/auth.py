@@ -50,7 +50,7 @@ def identify(user, session_key, method, routes):
 def identify_by_sessions(session_keys):
     """
     {session key: Identity} of those of these sessions with an active user logged in (ORM: in a
-    thread). Batched (threads.Batched): a burst of handshakes costs one query for their sessions
+    thread). Batched (batching.Batched): a burst of handshakes costs one query for their sessions
     and one for their groups, plus what get_user() costs each.
     """
     users = users_for_session_keys(session_keys)

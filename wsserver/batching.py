@@ -4,6 +4,7 @@ handshake in a reconnect storm) share a few calls instead of making one each.
 """
 
 import asyncio
+from itertools import islice
 
 
 class Batched:
@@ -30,7 +31,7 @@ class Batched:
 
     def _start_calls(self):
         while self._waiting and self._running < self.concurrency:
-            keys = list(self._waiting)[: self.max_keys]
+            keys = list(islice(self._waiting, self.max_keys))
             waiting = {key: self._waiting.pop(key) for key in keys}
             self._running += 1
             task = asyncio.get_running_loop().create_task(self._call(waiting))

@@ -123,7 +123,7 @@ async def _stream_frames(redis, since, until, followed):
                 raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay")
     except REDIS_DOWN:
         return nothing
-    return min(start, until + 1), frames
+    return start, frames  # entries were found in the range: start <= until
 
 
 def _once(frames):

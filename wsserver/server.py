@@ -76,15 +76,16 @@ class Relay:
         else:
             return
         for client in targets:
-            self._spawn(client.recheck())
+            self.spawn(client.recheck())
 
     def recheck_all(self):
         """After Redis came back: control messages may have been lost with it."""
         for clients in self.clients.values():
             for client in clients:
-                self._spawn(client.recheck())
+                self.spawn(client.recheck())
 
-    def _spawn(self, coroutine):
+    def spawn(self, coroutine):
+        """Run a coroutine in the background, holding it until it ends (the loop keeps only weak references)."""
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -258,7 +259,7 @@ async def close_slow_clients(relay):
                         transport.get_write_buffer_size(),
                     )
                     metrics.SLOW_CLIENT_CLOSES.inc()
-                    asyncio.create_task(connection.close(TRY_AGAIN_LATER, "Too slow to keep up: reconnect and resume."))
+                    relay.spawn(connection.close(TRY_AGAIN_LATER, "Too slow to keep up: reconnect and resume."))
 
 
 def run_forever(host, port, ready=None, reuse_port=False):
