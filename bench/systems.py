@@ -95,22 +95,17 @@ class OursPublisher(StreamPublisher):
     """XADD through notifications.publishing's Lua script (once-only guard included)."""
 
     def __init__(self, world):
-        from notifications.conf import app_settings
-        from notifications.publishing import PUBLISH_ONCE, published_key
+        from notifications.publishing import PUBLISH_ONCE, publish_once, ready_key
 
         super().__init__(world)
         self.script = self.redis.register_script(PUBLISH_ONCE)
-        self.stream = app_settings.NOTIFICATIONS_STREAM_KEY
-        self.published_key = published_key
+        self.publish_once = publish_once
+        self.redis.set(ready_key(), "1")
         self.routes = json.dumps(["inbox:all"])
 
     def _add(self, seq, client):
-        event_id = ID_BASE + seq
-        self.script(
-            keys=[self.stream, self.published_key(event_id)],
-            args=[STREAM_MAXLEN, 3600, event_id, payload(seq, time.time_ns()), self.routes],
-            client=client,
-        )
+        now_ns = time.time_ns()
+        self.publish_once(self.script, client, ID_BASE + seq, payload(seq, now_ns), self.routes, now_ns // 1000)
 
 
 def pace(publish, count, rate):

@@ -3,6 +3,8 @@ System checks: `manage.py check` names each misconfiguration and how to fix it, 
 leaving it to surface as a bell that never rings.
 """
 
+from urllib.parse import urlsplit
+
 from django.apps import apps
 from django.conf import settings
 from django.contrib.staticfiles import finders
@@ -10,31 +12,51 @@ from django.core.checks import Error, Tags, Warning, register
 from django.template import engines
 from django.template.backends.django import DjangoTemplates
 
+from . import redisconf
 from .conf import app_settings
 
 WIDGET_SCRIPT = "notifications/widget.js"
-REDIS_BACKEND = "django_redis.cache.RedisCache"
 CONTEXT_PROCESSORS = ("django.template.context_processors.request", "django.contrib.auth.context_processors.auth")
 
 
 @register(Tags.caches)
 def check_redis(app_configs, **kwargs):
+    """
+    Events need a Redis: NOTIFICATIONS_REDIS_URL, or a Redis cache (either backend) under
+    NOTIFICATIONS_REDIS_ALIAS. Outside DEBUG, a real one rather than the bundled one.
+    """
     alias = app_settings.NOTIFICATIONS_REDIS_ALIAS
-    cache = settings.CACHES.get(alias)
-    if cache is None or cache.get("BACKEND") != REDIS_BACKEND:
-        return [
-            Error(
-                f"CACHES[{alias!r}] is not a django-redis cache: events travel through it.",
-                hint=f"Set CACHES[{alias!r}] = {{'BACKEND': '{REDIS_BACKEND}', 'LOCATION': 'redis://host:6379/0'}}, "
-                "or point NOTIFICATIONS_REDIS_ALIAS at such a cache.",
-                id="notifications.E001",
-            )
-        ]
-    if not settings.DEBUG and (not cache.get("LOCATION") or app_settings.NOTIFICATIONS_BUNDLED_REDIS_DIR):
+    own_url = app_settings.NOTIFICATIONS_REDIS_URL
+    if own_url:
+        if urlsplit(own_url).scheme not in redisconf.SCHEMES:
+            return [
+                Error(
+                    f"NOTIFICATIONS_REDIS_URL {redisconf.redacted(own_url)!r} is not a Redis URL.",
+                    hint="Use redis://host:6379/0, rediss://host:6380/0 (TLS) or unix:///path/redis.sock?db=0.",
+                    id="notifications.E007",
+                )
+            ]
+        location = own_url
+    else:
+        cache = settings.CACHES.get(alias)
+        if cache is None or cache.get("BACKEND") not in redisconf.REDIS_BACKENDS:
+            return [
+                Error(
+                    f"Notifications have no Redis: NOTIFICATIONS_REDIS_URL is not set and CACHES[{alias!r}] is not a "
+                    "Redis cache.",
+                    hint="Either set NOTIFICATIONS_REDIS_URL = 'redis://host:6379/0' (events get a Redis of their own), "
+                    f"or make CACHES[{alias!r}] a Redis cache, with Django's "
+                    f"'{redisconf.DJANGO_BACKEND}' or django-redis's '{redisconf.DJANGO_REDIS_BACKEND}' "
+                    "(events share its connections); NOTIFICATIONS_REDIS_ALIAS names another cache.",
+                    id="notifications.E001",
+                )
+            ]
+        location = cache.get("LOCATION")
+    if not settings.DEBUG and (not location or app_settings.NOTIFICATIONS_BUNDLED_REDIS_DIR):
         return [
             Error(
                 "No Redis server is configured, outside DEBUG.",
-                hint="Set REDIS_URL (or the cache's LOCATION) to your Redis server; the bundled one is for development.",
+                hint=f"Set {redisconf.source()} to your Redis server; the bundled one is for development.",
                 id="notifications.E002",
             )
         ]

@@ -11,7 +11,9 @@ from django.conf import settings
 WEBSOCKET_PATH = "/ws/"
 
 DEFAULTS = {
-    # django-redis cache alias whose connection carries the events.
+    # The Redis that carries the events (notifications.redisconf): this URL when set, else the
+    # Redis cache of this alias (Django's RedisCache or django-redis).
+    "NOTIFICATIONS_REDIS_URL": "",
     "NOTIFICATIONS_REDIS_ALIAS": "default",
     # Redis stream that carries events from Django to every relay process.
     "NOTIFICATIONS_STREAM_KEY": "notifications:events",
@@ -55,6 +57,15 @@ DEFAULTS = {
     "WSSERVER_HANDSHAKE_TIMEOUT": 10,
     # Most topics one connection may hold.
     "WSSERVER_MAX_TOPICS": 100,
+    # Replays (resumes) a second per user, per relay process, and in what burst (over: rate_limited, then resync).
+    "WSSERVER_REPLAY_RATE": 1.0,
+    "WSSERVER_REPLAY_BURST": 20,
+    # Seconds between re-checks of every open connection's session and permissions, for changes
+    # that send no signal (QuerySet.update(), raw SQL, rows deleted in bulk); None: never.
+    "WSSERVER_RECHECK_INTERVAL": 300,
+    # "host:port" where the relay serves /metrics and the detailed /healthz; None: /metrics on
+    # the public port (and the detailed health nowhere but the log and the metrics).
+    "WSSERVER_METRICS_ADDRESS": None,
 }
 
 

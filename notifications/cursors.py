@@ -11,8 +11,10 @@ Clients treat cursors as opaque strings.
 """
 
 import re
+from datetime import datetime, timezone
 
 CURSOR_PATTERN = re.compile(r"([0-9]{1,15})-([0-9]{1,6})")  # ASCII digits only, whole string
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SEQUENCES_PER_MS = 1_000_000  # Redis would need a million XADDs in one millisecond to overflow it
 
 
@@ -39,3 +41,9 @@ def milliseconds(cursor_or_position):
     if isinstance(cursor_or_position, str):
         cursor_or_position = position(cursor_or_position)
     return cursor_or_position // SEQUENCES_PER_MS
+
+
+def epoch_us(moment):
+    """Microseconds since the epoch of a datetime (a naive one is taken as local time, as Django does with USE_TZ off)."""
+    delta = (moment if moment.tzinfo else moment.astimezone()) - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

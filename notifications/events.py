@@ -18,7 +18,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.text import Truncator
 
 from .models import OBJECT_KINDS, Event, Recipient
-from .publishing import object_event_routes, publish_on_commit
+from .outbox import publish_on_commit
+from .publishing import object_event_routes
 from .topics import addressee_routes
 
 

@@ -1,34 +1,114 @@
 """
-The outbox: committed events that were never published, and publishing them.
+The outbox: committed events that are not published yet, and publishing in commit order.
 
-An event is stored in its transaction and published after it commits (publishing.py). When
+An event is stored in its transaction and published when it commits (publish_on_commit). When
 Redis is unreachable at that moment, or the process dies in between, the event is committed but
-has no stream position: it waits here. Every relay process drains it once a second (after a short
-grace period that leaves fresh commits to their own publisher); publishing is once-only, so any
-number of relays and Django processes may try at the same time.
+has no stream position: it is in the outbox. Publishing is once-only (publishing.PUBLISH_ONCE),
+so any number of relays and Django processes may publish the same waiting events.
+
+Order. Events reach clients in stream order, so an event published late must not be overtaken:
+- Within a process: once one of its publications failed, the process is *behind*: each later
+  commit publishes the outbox first, oldest first (its own waiting events among them), then
+  itself; until that succeeds, it waits in the outbox too (catch_up).
+- After Redis lost its data (a restart without persistence), the stream is not *ready*
+  (publishing.ready_key): every publisher, relay or Django process, that meets it publishes the
+  whole outbox first, oldest first, then marks the stream ready. Events committed during the
+  outage thus come before those committed after it, whoever publishes them.
+- Otherwise relays drain the outbox once a second, after a grace period that leaves fresh
+  commits to their own publisher: what a dead process left behind.
 """
 
+import logging
+import threading
 from datetime import timedelta
 
+from django.db import DatabaseError, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
+from . import redisconf
 from .models import Event
-from .publishing import message, publish, stored_routes
+from .publishing import StreamNotReady, message, publish, ready_key, stored_routes
+
+logger = logging.getLogger(__name__)
 
 GRACE = timedelta(seconds=1)
 BATCH = 500
+# Batches one catch-up publishes at most (50,000 events) before marking the stream ready: a
+# bound on how long one commit can be kept publishing others' events.
+MAX_CATCH_UP_BATCHES = 100
+
+_lock = threading.Lock()  # one publication at a time per process: its commit order is kept
+_state = {"behind": False}
 
 
-def pending(limit=BATCH):
-    """The oldest committed events still waiting to be published."""
-    return list(
-        Event.objects.filter(stream_position__isnull=True, created_at__lte=timezone.now() - GRACE)
-        .select_related("actor")
-        .prefetch_related("recipients")
-        .order_by("pk")[:limit]
-    )
+def publish_on_commit(events_and_routes, using=None):
+    """Publish [(event, routes)] once the current transaction on `using` commits."""
+    if events_and_routes:
+        messages = [message(event, routes) for event, routes in events_and_routes]
+        transaction.on_commit(lambda: publish_in_order(messages), using=using)
+
+
+def publish_in_order(messages):
+    """
+    Publish freshly committed events, after whatever this process could not publish before; on
+    a Redis error they stay in the outbox and the request goes on. How many were published.
+    """
+    with _lock:
+        if _state["behind"]:
+            return catch_up()  # the messages are committed: the outbox holds them too
+        try:
+            return publish(messages)
+        except StreamNotReady:
+            return catch_up(card=False)
+        except RedisError as error:
+            _state["behind"] = True
+            logger.warning(
+                "Redis unavailable at %s (%s): %d event(s) wait in the outbox",
+                redisconf.redacted(redisconf.url()), error, len(messages),
+            )
+            return 0
+
+
+def catch_up(card=True):
+    """
+    Publish the whole outbox, oldest first, then mark the stream ready: nothing committed later
+    can overtake it. Errors leave the process behind, to try again with its next commit.
+    """
+    published = 0
+    try:
+        for _ in range(MAX_CATCH_UP_BATCHES):
+            batch = pending(grace=None)
+            published += publish([message(event, stored_routes(event)) for event in batch], catching_up=True, card=card)
+            if len(batch) < BATCH:
+                break
+        redisconf.connection().set(ready_key(), "1")
+    except (RedisError, DatabaseError) as error:
+        if not _state["behind"]:
+            logger.warning("Could not publish the outbox (%s): events wait in it", error)
+        _state["behind"] = True
+        return published
+    if _state["behind"] or published:
+        logger.info("Published %d waiting event(s) from the outbox", published)
+    _state["behind"] = False
+    return published
+
+
+def pending(limit=BATCH, grace=GRACE):
+    """The oldest committed events still waiting to be published (older than `grace`, if given)."""
+    events = Event.objects.filter(stream_position__isnull=True)
+    if grace is not None:
+        events = events.filter(created_at__lte=timezone.now() - grace)
+    return list(events.select_related("actor").prefetch_related("recipients").order_by("pk")[:limit])
 
 
 def drain(limit=BATCH):
-    """Publish up to `limit` waiting events; how many this call published."""
-    return publish([message(event, stored_routes(event)) for event in pending(limit)])
+    """
+    What relays run once a second: publish up to `limit` events left waiting, or the whole
+    outbox when the stream is not ready. How many this call published.
+    """
+    with _lock:
+        try:
+            return publish([message(event, stored_routes(event)) for event in pending(limit)], card=False)
+        except StreamNotReady:
+            return catch_up(card=False)

@@ -1,38 +1,36 @@
 """
-Putting events on the bus, after their transaction commits, exactly once.
+Putting events on the bus, exactly once.
 
-Each event becomes one entry of a Redis stream (`NOTIFICATIONS_STREAM_KEY`) with three fields:
+Each event becomes one entry of a Redis stream (`NOTIFICATIONS_STREAM_KEY`) with four fields:
 `id`, the event's primary key; `event`, the event as the JSON object clients receive (serialized
-here, once, for every relay and every client); and `routes`, the JSON list of routing keys the
-relay delivers it under (see topics.py). A stream rather than Pub/Sub, because its entry IDs are
-ordered (they are the clients' cursors, see cursors.py) and a relay that lost its connection
-reads on from where it stopped instead of losing what was published meanwhile.
+here, once, for every relay and every client); `routes`, the JSON list of routing keys the relay
+delivers it under (see topics.py); and `at`, when the event was created (microseconds since the
+epoch: the relay keeps events from before a user joined away from them, as the feed does). A
+stream rather than Pub/Sub, because its entry IDs are ordered (they are the clients' cursors, see
+cursors.py) and a relay that lost its connection reads on from where it stopped instead of
+losing what was published meanwhile.
 
-Entries are added in `transaction.on_commit`: a rolled-back transaction publishes nothing. Then
-the entry's position is written on the Event row. A committed event without a position is in
-the outbox (Redis was down, or the process died in between); relays drain it (outbox.py). Both
-paths publish through one Lua script that adds the entry only if no one has published that
-event before (a short-lived key per event), so an event is published once however many
-processes try.
+Entries are added after the event's transaction commits (outbox.py decides when and in what
+order); then the entry's position is written on the Event row. Every path publishes through one
+Lua script that adds the entry only if no one has published that event before (a short-lived key
+per event), so an event is published once however many processes try, and only while the stream
+is *ready*: a Redis that lost its data (a restart without persistence, a failover to an empty
+replica) has no ready key, and the events committed meanwhile must go first (outbox.catch_up).
 """
 
 import json
-import logging
+from dataclasses import dataclass
 from datetime import timezone
 
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
 from django.db.models import Case, Value, When
-from django_redis import get_redis_connection
-from redis.exceptions import RedisError
 
-from . import cursors
+from . import cursors, redisconf
 from .conf import app_settings
+from .deployment import leave_card
 from .models import OBJECT_KINDS, Event
 from .topics import addressee_routes, object_routes
-
-logger = logging.getLogger(__name__)
 
 # How long Redis remembers that an event was published: far longer than any race between a
 # committing request and the outbox.
@@ -44,12 +42,35 @@ def published_key(event_id):
     Redis (each with its own stream and database, so the same event ids) stay apart."""
     return f"{app_settings.NOTIFICATIONS_STREAM_KEY}:published:{event_id}"
 
+
+def ready_key():
+    """Present while the stream holds everything committed before it (see outbox.catch_up)."""
+    return f"{app_settings.NOTIFICATIONS_STREAM_KEY}:ready"
+
+
+NOT_READY = -1
 PUBLISH_ONCE = """
+if ARGV[6] == '0' and redis.call('EXISTS', KEYS[3]) == 0 then
+  return -1
+end
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
-  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'id', ARGV[3], 'event', ARGV[4], 'routes', ARGV[5])
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'id', ARGV[3], 'event', ARGV[4], 'routes', ARGV[5], 'at', ARGV[7])
 end
 return false
 """
+
+
+def publish_once(script, client, event_id, payload, routes, at, catching_up=False):
+    """
+    Queue one call of PUBLISH_ONCE (registered as `script`) on `client` (a pipeline): its result
+    is the new entry's ID, False when the event was published before, or NOT_READY.
+    `catching_up` publishes even when the stream is not ready (the outbox going first).
+    """
+    script(
+        keys=[app_settings.NOTIFICATIONS_STREAM_KEY, published_key(event_id), ready_key()],
+        args=[app_settings.NOTIFICATIONS_STREAM_MAXLEN, PUBLISHED_KEY_TTL, event_id, payload, routes, int(catching_up), at],
+        client=client,
+    )
 
 
 def event_payload(event):
@@ -100,52 +121,56 @@ def stored_routes(event):
 
 
 def decode_message(fields):
-    """(event_id, routes, event_json) from a stream entry's fields, as read by the relay (str)."""
-    return int(fields["id"]), json.loads(fields["routes"]), fields["event"]
+    """(event_id, routes, event_json, created µs or None) from a stream entry's fields, as read by the relay (str)."""
+    at = fields.get("at")
+    return int(fields["id"]), json.loads(fields["routes"]), fields["event"], int(at) if at else None
+
+
+@dataclass(frozen=True)
+class Message:
+    """What is published for an event: the event, its JSON, its routes as JSON."""
+
+    event: Event
+    payload: str
+    routes: str
 
 
 def message(event, routes):
-    """What publish() sends for an event: (event, its JSON, its routes as JSON)."""
-    return event, event_json(event), json.dumps(routes)
+    return Message(event, event_json(event), json.dumps(routes))
 
 
-def publish_on_commit(events_and_routes, using=None):
-    """Publish [(event, routes)] once the current transaction on `using` commits."""
-    if events_and_routes:
-        messages = [message(event, routes) for event, routes in events_and_routes]
-        transaction.on_commit(lambda: publish(messages), using=using)
+class StreamNotReady(Exception):
+    """Redis lost its data since the stream was last made ready: the outbox must go first."""
 
 
-def publish(messages):
+def publish(messages, catching_up=False, card=True):
     """
-    Add [(event, event_json, routes_json)] to the stream, each unless it was published already,
-    and record their positions. On a Redis error they stay in the outbox; the request goes on.
+    Add messages to the stream, each unless it was published already, and record their
+    positions on their rows; how many this call added. RedisError when Redis is unreachable;
+    StreamNotReady (nothing added) unless `catching_up`. `card`: leave the site's card
+    (deployment.py) beside them; relays, which are not the site, pass False.
     """
     if not messages:
         return 0
-    try:
-        redis = get_redis_connection(app_settings.NOTIFICATIONS_REDIS_ALIAS)
-        script = redis.register_script(PUBLISH_ONCE)
-        pipe = redis.pipeline(transaction=False)
-        for event, payload, routes in messages:
-            script(
-                keys=[app_settings.NOTIFICATIONS_STREAM_KEY, published_key(event.pk)],
-                args=[app_settings.NOTIFICATIONS_STREAM_MAXLEN, PUBLISHED_KEY_TTL, event.pk, payload, routes],
-                client=pipe,
-            )
-        entry_ids = pipe.execute()
-    except RedisError as error:
-        logger.warning("Redis unavailable (%s): %d event(s) wait in the outbox", error, len(messages))
-        return 0
+    redis = redisconf.connection()
+    script = redis.register_script(PUBLISH_ONCE)
+    pipe = redis.pipeline(transaction=False)
+    for each in messages:
+        publish_once(script, pipe, each.event.pk, each.payload, each.routes, cursors.epoch_us(each.event.created_at), catching_up)
+    if card:
+        leave_card(pipe)
+    results = pipe.execute()[: len(messages)]
     positions = {}
-    for (event, _, _), entry_id in zip(messages, entry_ids):
-        if entry_id:
-            event.stream_position = cursors.position(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
-            positions[event.pk] = event.stream_position
+    for each, entry_id in zip(messages, results):
+        if entry_id and entry_id != NOT_READY:
+            each.event.stream_position = cursors.position(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
+            positions[each.event.pk] = each.event.stream_position
     if positions:
         # Only where none is recorded yet: if this write comes late and the outbox has meanwhile
         # published the event again (Redis lost the first entry), the newer position stands.
         Event.objects.filter(pk__in=positions, stream_position__isnull=True).update(
             stream_position=Case(*(When(pk=pk, then=Value(position)) for pk, position in positions.items()))
         )
+    if NOT_READY in results:
+        raise StreamNotReady  # the stream's data went while we published: what we added is recorded
     return len(positions)

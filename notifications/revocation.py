@@ -22,9 +22,9 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 from django.utils import timezone
-from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
+from . import redisconf
 from .conf import app_settings
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def recheck(kind, pks):
 
 def _send(kind, pks):
     try:
-        redis = get_redis_connection(app_settings.NOTIFICATIONS_REDIS_ALIAS)
+        redis = redisconf.connection()
         pipe = redis.pipeline(transaction=False)
         for pk in pks:
             pipe.xadd(control_key(), {kind: pk}, maxlen=CONTROL_MAXLEN, approximate=True)

@@ -19,10 +19,11 @@ import secrets
 
 from django.core import signing
 from django.utils.crypto import constant_time_compare, salted_hmac
-from django_redis import get_redis_connection
 
+from . import redisconf
 from .conf import app_settings
-from .sessions import user_for_session_key
+from .deployment import leave_card
+from .sessions import Refusal, SessionCheck, check_sessions
 
 SALT = "notifications.ws-ticket"
 REDIS_KEY_PREFIX = "notifications:ticket:"
@@ -32,40 +33,51 @@ def _auth_hash_digest(user):
     return salted_hmac(SALT, user.get_session_auth_hash(), algorithm="sha256").hexdigest()
 
 
-def _redis():
-    return get_redis_connection(app_settings.NOTIFICATIONS_REDIS_ALIAS)
-
-
 def issue_ticket(request):
     """A ticket for the user logged in on `request` (which must have a saved session)."""
     if request.session.session_key is None:
         request.session.save()
     nonce = secrets.token_urlsafe(18)
     max_age = app_settings.NOTIFICATIONS_TICKET_MAX_AGE
-    _redis().set(REDIS_KEY_PREFIX + nonce, request.session.session_key, ex=max_age)
+    pipe = redisconf.connection().pipeline(transaction=False)
+    pipe.set(REDIS_KEY_PREFIX + nonce, request.session.session_key, ex=max_age)
+    leave_card(pipe)
+    pipe.execute()
     claims = {"u": str(request.user.pk), "n": nonce, "h": _auth_hash_digest(request.user)}
     return signing.dumps(claims, salt=SALT, compress=False)
 
 
-def authenticate_ticket(ticket):
-    """(user, session_key) for a valid ticket, or None: bad signature, expired, or session over."""
+class TicketRefusal:
+    """Why a ticket proves nobody: words for logs and close reasons (the ticket itself is never shown)."""
+
+    MALFORMED = "malformed ticket"
+    SIGNATURE = "ticket signature mismatch (is SECRET_KEY the site's?)"
+    EXPIRED = "ticket expired"
+    UNKNOWN = "ticket unknown to this Redis (is REDIS_URL the site's?)"
+    OTHER_USER = "ticket names another user than its session"
+
+
+def check_ticket(ticket):
+    """(SessionCheck, session key or None) for a ticket: its session's user, or why it proves nobody."""
     if not isinstance(ticket, str) or len(ticket) > 1000:
-        return None
+        return SessionCheck(refusal=TicketRefusal.MALFORMED), None
     try:
         claims = signing.loads(ticket, salt=SALT, max_age=app_settings.NOTIFICATIONS_TICKET_MAX_AGE)
-    except signing.BadSignature:  # includes SignatureExpired
-        return None
+    except signing.SignatureExpired:
+        return SessionCheck(refusal=TicketRefusal.EXPIRED), None
+    except signing.BadSignature:
+        return SessionCheck(refusal=TicketRefusal.SIGNATURE), None
     if not isinstance(claims, dict) or not all(isinstance(claims.get(key), str) for key in "unh"):
-        return None
-    session_key = _redis().get(REDIS_KEY_PREFIX + claims["n"])
+        return SessionCheck(refusal=TicketRefusal.MALFORMED), None
+    session_key = redisconf.connection().get(REDIS_KEY_PREFIX + claims["n"])
     if session_key is None:
-        return None
+        return SessionCheck(refusal=TicketRefusal.UNKNOWN), None
     session_key = session_key.decode()
-    user = user_for_session_key(session_key)
-    if (
-        user is None
-        or str(user.pk) != claims["u"]
-        or not constant_time_compare(_auth_hash_digest(user), claims["h"])
-    ):
-        return None
-    return user, session_key
+    check = check_sessions([session_key])[session_key]
+    if check.user is None:
+        return check, session_key
+    if str(check.user.pk) != claims["u"]:
+        return SessionCheck(refusal=TicketRefusal.OTHER_USER), session_key
+    if not constant_time_compare(_auth_hash_digest(check.user), claims["h"]):
+        return SessionCheck(refusal=Refusal.PASSWORD_CHANGED), session_key
+    return check, session_key

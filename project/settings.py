@@ -146,6 +146,9 @@ LOGOUT_REDIRECT_URL = "/"
 NOTIFICATIONS_TRACK_MODELS = env_list("NOTIFICATIONS_TRACK_MODELS")
 WSSERVER_PUBLIC_URL = os.environ.get("WSSERVER_PUBLIC_URL", "")
 WSSERVER_ALLOWED_ORIGINS = env_list("WSSERVER_ALLOWED_ORIGINS")
+# Where the relay serves /metrics and its detailed /healthz ("127.0.0.1:9765"); unset: /metrics
+# on the relay's own port.
+WSSERVER_METRICS_ADDRESS = os.environ.get("WSSERVER_METRICS_ADDRESS") or None
 
 LOGGING = {
     "version": 1,

@@ -32,9 +32,10 @@ def permissions(*names):
     return found
 
 
-def make_user(prefix="user", *, staff=False, superuser=False, perms=(), groups=(), active=True):
+def make_user(prefix="user", *, staff=False, superuser=False, perms=(), groups=(), active=True, joined=None):
+    extra = {"date_joined": joined} if joined is not None else {}
     user = get_user_model().objects.create_user(
-        username=unique(prefix), password=None, is_staff=staff or superuser, is_superuser=superuser, is_active=active
+        username=unique(prefix), password=None, is_staff=staff or superuser, is_superuser=superuser, is_active=active, **extra
     )
     if perms:
         user.user_permissions.set(permissions(*perms))

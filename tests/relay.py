@@ -92,10 +92,14 @@ class ServerProcess:
 @dataclass
 class Relay(ServerProcess):
     name: str = "relay"
+    ops_port: int | None = None  # WSSERVER_METRICS_ADDRESS: /metrics and the detailed /healthz
 
     @property
     def url(self):
         return f"ws://{self.host}:{self.port}/ws/"
+
+    def ops_url(self, path):
+        return f"http://{self.host}:{self.ops_port}{path}"
 
 
 @dataclass
@@ -162,9 +166,16 @@ def start_server(server_class, command, log_dir, port=None, settings_module="pro
     return server
 
 
-def start_relay(log_dir, settings_module="project.settings", extra_env=None, port=None, args=()):
-    """Start a relay (on a free port, or on `port`) and wait until it accepts connections."""
-    return start_server(Relay, "runwsserver", log_dir, port, settings_module, extra_env, args)
+def start_relay(log_dir, settings_module="project.settings", extra_env=None, port=None, args=(), ops_port=None):
+    """
+    Start a relay (on a free port, or on `port`) and wait until it accepts connections. Its
+    operations endpoints are on `ops_port` (a free one unless given).
+    """
+    ops_port = ops_port or free_port()
+    extra_env = {"WSSERVER_METRICS_ADDRESS": f"127.0.0.1:{ops_port}", **(extra_env or {})}
+    relay = start_server(Relay, "runwsserver", log_dir, port, settings_module, extra_env, args)
+    relay.ops_port = ops_port
+    return relay
 
 
 def start_django(log_dir, relay, settings_module="project.settings", extra_env=None, port=None):

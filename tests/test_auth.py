@@ -4,6 +4,7 @@ looked up in batches.
 """
 
 import asyncio
+import time
 from datetime import timedelta
 
 import pytest
@@ -13,9 +14,11 @@ from django.utils import timezone
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
+from notifications import cursors
 from notifications.authorization import inbox_routes
 from notifications.sessions import user_for_session_key
 from wsserver.auth import (
+    Identity,
     identify_by_sessions,
     origin_allowed,
     session_key_from_cookies,
@@ -75,26 +78,50 @@ def test_sessions_looked_up_together_are_judged_as_get_user_judges_each(django_a
     members = [make_user(groups=[group]) for _ in range(3)]
     inactive, changed_password = make_user(), make_user()
     sessions = {user: login(user).session_key for user in [*members, inactive, changed_password]}
+    deleted = make_user()
+    deleted_key = login(deleted).session_key
     inactive.is_active = False
     inactive.save()
     changed_password.set_password("a new one")
     changed_password.save()
+    deleted.delete()
     expired = login(make_user()).session_key
     Session.objects.filter(session_key=expired).update(expire_date=timezone.now() - timedelta(seconds=1))
-    keys = [*sessions.values(), expired, "no-such-session-key", "short"]
+    logged_out = login(make_user())
+    logged_out.client.logout()
+    keys = [*sessions.values(), deleted_key, expired, "no-such-session-key", "short"]
 
-    # One query for the sessions, one per user (Django's own get_user), one for the groups.
-    with django_assert_num_queries(1 + len(sessions) + 1):
+    # One query for the sessions, one per user (Django's own get_user), one for the groups; a
+    # refused session whose user get_user() did not return costs one more, to say why.
+    with django_assert_num_queries(1 + len(sessions) + 1 + 1 + 2):
         identities = identify_by_sessions(keys)
 
-    assert set(identities) == {sessions[user] for user in members}
+    accepted = {key: identity for key, identity in identities.items() if isinstance(identity, Identity)}
+    assert set(accepted) == {sessions[user] for user in members}
     for user in members:
-        identity = identities[sessions[user]]
+        identity = accepted[sessions[user]]
         assert (identity.user_id, identity.username, identity.method) == (user.pk, user.username, "cookie")
         assert identity.inbox_routes == frozenset(inbox_routes(user)) >= {f"inbox:group:{group.pk}"}
-    assert {key: user_for_session_key(key) for key in keys} == {key: user for user, key in sessions.items() if user in members} | {
-        key: None for key in keys if key not in identities
+        assert identity.joined_us == cursors.epoch_us(user.date_joined) and identity.expires > time.time()
+    assert {key: str(refused) for key, refused in identities.items() if key not in accepted} == {
+        sessions[inactive]: "session cookie: user inactive",
+        sessions[changed_password]: "session cookie: password changed since login",
+        deleted_key: "session cookie: user deleted",
+        expired: "session cookie: session expired",
+        "no-such-session-key": "session cookie: no session",
+        "short": "session cookie: no session",
     }
+    assert {key: user_for_session_key(key) for key in keys} == {key: user for user, key in sessions.items() if user in members} | {
+        key: None for key in keys if key not in accepted
+    }
+
+
+@pytest.mark.django_db
+def test_a_session_signed_with_another_secret_key_is_named(settings):
+    key = login(make_user()).session_key
+    settings.SECRET_KEY = "not-the-key-that-signed-the-session"
+    [refused] = identify_by_sessions([key]).values()
+    assert str(refused) == "session cookie: signature mismatch (is SECRET_KEY the site's?)"
 
 
 async def test_batched_lookups_take_every_key_asked_for_while_a_call_runs():

@@ -16,11 +16,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
+from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 
 from notifications import cursors, notify
@@ -221,7 +223,8 @@ async def test_only_the_readers_redis_client_reports_a_restart_it_was_not_watchi
 
 
 async def test_a_cursor_older_than_the_replay_window_gets_resync(relay, ws_clients):
-    user = await call(make_user)
+    """(For a user who joined before the window: what is older than their joining is not theirs to miss.)"""
+    user = await call(make_user, joined=timezone.now() - timedelta(days=2))
     client = await resumed(ws_clients, relay, await call(login, user), "1-0")  # 1970
     await client.expect("resync")
     await notify_titles(user, ["live"])
@@ -261,12 +264,13 @@ async def test_events_committed_while_redis_is_down_arrive_once_when_it_is_back(
     clients = [(await ws_clients.with_cookie(each, session))[0] for each in (relay, second)]
 
     await asyncio.to_thread(redis_restarts.stop_redis)
-    status, health = await asyncio.to_thread(get_json, f"http://127.0.0.1:{second.port}/healthz")
+    status, health = await asyncio.to_thread(get_json, second.ops_url("/healthz"))
     deadline = time.monotonic() + 10
     while status == 200 and time.monotonic() < deadline:  # until the relay notices
         await asyncio.sleep(0.2)
-        status, health = await asyncio.to_thread(get_json, f"http://127.0.0.1:{second.port}/healthz")
-    assert (status, health["redis"]) == (503, "down")
+        status, health = await asyncio.to_thread(get_json, second.ops_url("/healthz"))
+    assert (status, health["redis"]) == (503, "down") and "Redis" in health["problems"]["redis"]
+    assert await asyncio.to_thread(get_json, f"http://127.0.0.1:{second.port}/healthz") == (503, {"status": "unavailable"})
 
     # A request that notifies succeeds, and so does another Django process.
     response = await call(_post_demo_form, user, "from-a-request")
@@ -285,7 +289,7 @@ async def test_events_committed_while_redis_is_down_arrive_once_when_it_is_back(
     for client in clients:
         await expect_titles(client, ["live"])
     assert await call(lambda: Event.objects.filter(stream_position__isnull=True).count()) == 0
-    status, health = await asyncio.to_thread(get_json, f"http://127.0.0.1:{second.port}/healthz")
+    status, health = await asyncio.to_thread(get_json, second.ops_url("/healthz"))
     assert (status, health["redis"]) == (200, "up") and health["redis_reconnects"] >= 1
     assert "Lost Redis" in second.output() and "Redis is back" in second.output()
 
@@ -346,11 +350,20 @@ async def test_a_client_that_stops_reading_is_closed_and_others_are_not_delayed(
     assert await wait_closed(slow, timeout=10) in (1013, None)  # 1013 when its close frame got through
 
 
-async def test_healthz(relay):
-    status, health = await asyncio.to_thread(get_json, f"http://127.0.0.1:{relay.port}/healthz")
+async def test_healthz_says_up_or_down_to_the_public_and_more_on_the_operations_address(relay):
+    assert await asyncio.to_thread(get_json, f"http://127.0.0.1:{relay.port}/healthz") == (200, {"status": "ok"})
+    status, health = await asyncio.to_thread(get_json, relay.ops_url("/healthz"))
     assert status == 200
-    assert health["status"] == "ok" and health["redis"] == "up"
+    assert health["status"] == "ok" and health["redis"] == "up" and health["problems"] == {}
     assert isinstance(health["connections"], int) and cursors.position(health["cursor"]) >= 0
+
+
+async def test_metrics_are_off_the_public_port_when_they_have_an_address_of_their_own(relay):
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{relay.port}/metrics", timeout=5)
+    assert refused.value.code in (400, 404)  # not served: a plain HTTP GET is no WebSocket handshake
+    with await asyncio.to_thread(urllib.request.urlopen, relay.ops_url("/metrics"), timeout=5) as response:
+        assert b"wsserver_connections" in response.read()
 
 
 # PostgreSQL: transactions commit out of id order ---------------------------------------------------

@@ -20,7 +20,7 @@ pytestmark = live_servers
 
 
 def metrics(relay):
-    with urllib.request.urlopen(f"http://127.0.0.1:{relay.port}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(relay.ops_url("/metrics"), timeout=5) as response:
         assert response.headers["Content-Type"].startswith("text/plain")
         text = response.read().decode()
     return {

@@ -6,3 +6,6 @@ class WsserverConfig(AppConfig):
 
     name = "wsserver"
     verbose_name = "WebSocket relay"
+
+    def ready(self):
+        from . import checks  # noqa: F401  (registers itself)

@@ -19,15 +19,17 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 
+from notifications import cursors
 from notifications.authorization import inbox_routes, inbox_routes_of
 from notifications.conf import WEBSOCKET_PATH, app_settings
-from notifications.sessions import users_for_session_keys
-from notifications.tickets import authenticate_ticket
+from notifications.sessions import check_sessions
+from notifications.tickets import check_ticket
 
 from . import protocol
 from .threads import run_sync
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -41,29 +43,54 @@ class Identity:
     session_key: str
     method: str  # "cookie" or "ticket"
     inbox_routes: frozenset
+    joined_us: int | None  # when the user joined (date_joined): nothing older is theirs
+    expires: float | None  # when the session expires (epoch seconds), when the engine says
 
 
-def identify(user, session_key, method, routes):
-    return Identity(user.pk, user.get_username(), session_key, method, frozenset(routes))
+@dataclass(frozen=True)
+class Refused:
+    """Credentials that prove nobody: which (cookie or ticket), and why."""
+
+    method: str
+    reason: str
+
+    def __str__(self):
+        return f"{'session cookie' if self.method == 'cookie' else 'ticket'}: {self.reason}"
+
+
+def identify(check, session_key, method, routes):
+    user = check.user
+    joined = getattr(user, "date_joined", None)
+    return Identity(
+        user.pk,
+        user.get_username(),
+        session_key,
+        method,
+        frozenset(routes),
+        cursors.epoch_us(joined) if joined else None,
+        check.expires.timestamp() if check.expires else None,
+    )
 
 
 def identify_by_sessions(session_keys):
     """
-    {session key: Identity} of those of these sessions with an active user logged in (ORM: in a
-    thread). Batched (batching.Batched): a burst of handshakes costs one query for their sessions
-    and one for their groups, plus what get_user() costs each.
+    {session key: Identity or Refused} for these sessions (ORM: in a thread). Batched
+    (batching.Batched): a burst of handshakes costs one query for their sessions and one for
+    their groups, plus what get_user() costs each.
     """
-    users = users_for_session_keys(session_keys)
-    routes = inbox_routes_of(users.values())
-    return {key: identify(user, key, "cookie", routes[user.pk]) for key, user in users.items()}
+    checks = check_sessions(session_keys)
+    routes = inbox_routes_of([check.user for check in checks.values() if check.user is not None])
+    return {
+        key: identify(check, key, "cookie", routes[check.user.pk]) if check.user is not None else Refused("cookie", check.refusal)
+        for key, check in checks.items()
+    }
 
 
 def identify_by_ticket(ticket):
-    result = authenticate_ticket(ticket)
-    if result is None:
-        return None
-    user, session_key = result
-    return identify(user, session_key, "ticket", inbox_routes(user))
+    check, session_key = check_ticket(ticket)
+    if check.user is None:
+        return Refused("ticket", check.refusal)
+    return identify(check, session_key, "ticket", inbox_routes(check.user))
 
 
 def allowed_hosts():
@@ -116,10 +143,11 @@ def client_address(connection):
 async def check_handshake(connection, request, identify_session):
     """
     websockets' process_request hook: refuse wrong paths (404), tickets in the URL (400) and
-    cookie handshakes from foreign origins (403); remember who a valid session cookie belongs
-    to, as `await identify_session(key)` says (a Batched identify_by_sessions).
+    cookie handshakes from foreign origins (403); judge a session cookie, as
+    `await identify_session(key)` says (a Batched identify_by_sessions): connection.identity
+    is who it proves, or None with connection.refused saying why.
     """
-    connection.identity = None
+    connection.identity = connection.refused = None
     url = urlsplit(request.path)
     if url.path != WEBSOCKET_PATH:
         return connection.respond(HTTPStatus.NOT_FOUND, "Not found: the WebSocket endpoint is /ws/.\n")
@@ -133,12 +161,19 @@ async def check_handshake(connection, request, identify_session):
     if not origin_allowed(origin):
         logger.warning("Refused a cookie handshake from origin %r", origin)
         return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden: this Origin may not use the session cookie.\n")
-    connection.identity = await identify_session(session_key)
+    outcome = await identify_session(session_key)
+    if isinstance(outcome, Identity):
+        connection.identity = outcome
+    else:
+        connection.refused = outcome
     return None
 
 
 async def authenticate_first_message(connection):
-    """Wait for the ticket-mode `auth` message; the Identity it proves, or None."""
+    """
+    Wait for the ticket-mode `auth` message: the Identity it proves, Refused, or None when none
+    came (nothing within WSSERVER_AUTH_TIMEOUT, or another message).
+    """
     try:
         frame = await asyncio.wait_for(connection.recv(), app_settings.WSSERVER_AUTH_TIMEOUT)
         command = protocol.parse(frame, app_settings.WSSERVER_MAX_TOPICS)
@@ -147,3 +182,13 @@ async def authenticate_first_message(connection):
     if not isinstance(command, protocol.Auth):
         return None
     return await run_sync(identify_by_ticket, command.token)
+
+
+def refusal_reason(cookie, ticket, timeout):
+    """Why a socket is refused (4001): what its cookie and its ticket proved. Names no secret."""
+    parts = [str(cookie)] if cookie is not None else []
+    if isinstance(ticket, Refused):
+        parts.append(str(ticket))
+    else:
+        parts.append(f"no ticket within {timeout:g} s" if cookie is not None else f"no session cookie and no ticket within {timeout:g} s")
+    return "; ".join(parts)

@@ -10,16 +10,15 @@ those same entries, so what was published meanwhile still arrives, in order.
 import asyncio
 import logging
 import random
-import time
 
 import redis.asyncio as aioredis
-from django.conf import settings
+from django.db import DatabaseError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from notifications import cursors
+from notifications import cursors, redisconf
 from notifications.conf import app_settings
 from notifications.publishing import decode_message
 from notifications.revocation import control_key
@@ -35,12 +34,6 @@ BACKOFF_MAX = 5.0
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def redis_url():
-    """The URL of the django-redis cache the app publishes through (its first, if several)."""
-    location = settings.CACHES[app_settings.NOTIFICATIONS_REDIS_ALIAS]["LOCATION"]
-    return location[0] if isinstance(location, (list, tuple)) else location
-
-
 def connect(single_connection=False):
     """
     A client for the relay. Its socket timeout outlasts XREAD's BLOCK, or an idle stream would
@@ -53,7 +46,7 @@ def connect(single_connection=False):
     Its one connection fails the next command instead, and the reader recovers the gap.
     """
     return aioredis.Redis.from_url(
-        redis_url(),
+        redisconf.url(),
         decode_responses=True,
         socket_timeout=BLOCK_MS / 1000 + 10,
         socket_connect_timeout=5,
@@ -72,38 +65,39 @@ def backoff_delays():
 
 
 async def latest_entry_id(redis, key):
-    """The ID of the newest entry of a stream, "0-0" when it is empty, waiting for Redis if down."""
-    delays = backoff_delays()
-    while True:
-        try:
-            newest = await redis.xrevrange(key, count=1)
-            return newest[0][0] if newest else "0-0"
-        except REDIS_DOWN as exc:
-            delay = next(delays)
-            logger.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
+    """The ID of the newest entry of a stream, "0-0" when it is empty."""
+    newest = await redis.xrevrange(key, count=1)
+    return newest[0][0] if newest else "0-0"
 
 
 class StreamReader:
     """
     Follows the events stream and the control stream (notifications.revocation) with one XREAD.
 
-    deliver(entry_id, event_id, routes, event_json) gets each event; control(fields) each control
-    message; reconnected() runs after Redis comes back (control messages may have been lost with
-    it). After a reconnection, or a full batch (the reader is behind and the stream may have been
-    trimmed under it), events missing from the stream are recovered first: `await
-    recover(since, until)` returns them from the database, in deliver's form.
+    deliver(entry_id, event_id, routes, event_json, created_us) gets each event; control(fields)
+    each control message; reconnected() runs after Redis comes back (control messages may have
+    been lost with it). After a reconnection, or a full batch (the reader is behind and the
+    stream may have been trimmed under it), events missing from the stream are recovered first:
+    `await recover(since, until)` returns them from the database, in deliver's form.
+
+    Within one XREAD answer, control messages are handled before events: both streams are read
+    at one instant, so an event published after a revocation never reaches a connection before
+    the relay has learnt of the revocation (and held that connection's frames, see client.py).
+
+    Outages are reported to the Diagnosis (`redis`, ERROR once with the address and the setting
+    to check; `database` when recovering needs the database and it is down), retried with
+    exponential backoff and full jitter.
     """
 
-    def __init__(self, redis, deliver, control, recover, reconnected):
+    def __init__(self, redis, deliver, control, recover, reconnected, diagnosis, database_down):
         self.redis = redis
         self.deliver, self.control, self.recover, self.reconnected = deliver, control, recover, reconnected
-        metrics.REDIS_UP.set(1)
+        self.diagnosis, self.database_down = diagnosis, database_down
         self.events_key = app_settings.NOTIFICATIONS_STREAM_KEY
         self.control_key = control_key()
-        self.connected = True
+        self.connected = False
         self.reconnects = 0
-        self.down_since = None  # time.monotonic() when Redis was lost: /healthz reports it
+        self.after = self.control_after = None
 
     async def start(self, last_published):
         """
@@ -112,17 +106,21 @@ class StreamReader:
         the last position the database records: what was published before is then the database's
         to replay, and a gap found later is never taken to start at the beginning of time.
         """
-        self.after = await latest_entry_id(self.redis, self.events_key)
-        if self.after == "0-0":
-            self.after = await last_published()
+        after = await latest_entry_id(self.redis, self.events_key)
+        if after == "0-0":
+            after = await last_published()
         self.control_after = await latest_entry_id(self.redis, self.control_key)
-        return self.after
+        self.after = after
+        return after
 
-    async def run(self):
-        delays = None
+    async def run(self, last_published, started):
+        """start(), then `started(cursor)`, then follow the streams until cancelled."""
+        delays = backoff_delays()
         check_gap = False
         while True:
             try:
+                if self.after is None:
+                    started(await self.start(last_published))
                 if check_gap:
                     await self._fill_gap()
                     check_gap = False
@@ -130,39 +128,52 @@ class StreamReader:
                     {self.events_key: self.after, self.control_key: self.control_after}, count=BATCH, block=BLOCK_MS
                 )
             except REDIS_DOWN as exc:
-                if delays is None:
-                    delays = backoff_delays()
-                    self.connected, self.down_since = False, time.monotonic()
-                    metrics.REDIS_UP.set(0)
-                delay = next(delays)
-                logger.warning("Lost Redis (%s); reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                check_gap = True
+                self._lost(exc)
+                check_gap = self.after is not None
+                await asyncio.sleep(next(delays))
                 continue
-            if delays is not None:
-                logger.info("Redis is back after %.1f s; reading on after %s", time.monotonic() - self.down_since, self.after)
-                delays = None
-                self.connected, self.down_since = True, None
-                self.reconnects += 1
-                metrics.REDIS_UP.set(1)
-                metrics.REDIS_RECONNECTS.inc()
-                self.reconnected()
-            for stream, entries in response:
-                if stream == self.control_key:
-                    self._handle_control(entries)
-                else:
-                    self._handle_events(entries)
-                    check_gap = len(entries) == BATCH
+            except DatabaseError as exc:
+                self.database_down(exc)
+                await asyncio.sleep(next(delays))
+                continue
+            delays = backoff_delays()
+            if not self.connected:
+                self._back()
+            by_stream = dict(response)
+            self._handle_control(by_stream.get(self.control_key, ()))
+            events = by_stream.get(self.events_key, ())
+            self._handle_events(events)
+            check_gap = len(events) == BATCH
+
+    def _lost(self, error):
+        if self.connected or "redis" not in self.diagnosis.problems:
+            self.diagnosis.report(
+                "redis",
+                f"Lost Redis at {redisconf.redacted(redisconf.url())} ({error}): reconnecting with backoff, /healthz "
+                f"is 503 meanwhile. Check that Redis runs and that {redisconf.source()} names it.",
+            )
+            metrics.REDIS_UP.set(0)
+        self.connected = False
+
+    def _back(self):
+        was_down = "redis" in self.diagnosis.problems
+        self.connected = True
+        metrics.REDIS_UP.set(1)
+        if was_down:
+            self.diagnosis.clear("redis", f"Redis is back after {{lasted}}; reading on after {self.after}")
+            self.reconnects += 1
+            metrics.REDIS_RECONNECTS.inc()
+            self.reconnected()
 
     def _handle_events(self, entries):
         for entry_id, fields in entries:
             try:
-                event_id, routes, event_json = decode_message(fields)
+                event_id, routes, event_json, created = decode_message(fields)
             except (KeyError, ValueError):
                 logger.error("Skipping malformed stream entry %s", entry_id)
             else:
                 try:
-                    self.deliver(entry_id, event_id, routes, event_json)
+                    self.deliver(entry_id, event_id, routes, event_json, created)
                 except Exception:
                     logger.exception("Could not deliver stream entry %s", entry_id)
             self.after = entry_id

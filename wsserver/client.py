@@ -7,6 +7,14 @@ the hub delivers by. Each subscribe loads the user afresh from the session, as D
 every request: permissions granted or withdrawn since the connection opened count, and a session
 that has ended closes the socket. Nothing here runs per event.
 
+Access is looked at again (recheck) when it may have changed: a control message about the user
+or one of their groups (notifications.revocation), the session's expiry, and periodically for
+changes that send no signal (server.recheck_periodically). From the moment the relay learns of
+a change until the re-check is applied, the connection's live frames are held, then released
+less those of routes it may no longer follow. An authorization computed in a thread is applied
+only if no change was learnt of while it was computed (`access_version`); otherwise it is
+computed again: no grant decided before a revocation the relay has received is ever applied.
+
 Resuming keeps the connection's sequence exact: from `welcome`, live events are held until the
 client resumes (the replay goes first, then what was held, less what the replay covered), or
 sends any other command than `subscribe`, or WSSERVER_RESUME_WAIT seconds pass. A client that
@@ -19,39 +27,52 @@ import asyncio
 import logging
 import time
 
+from django.db import DatabaseError
+
 from notifications import cursors
 from notifications.authorization import routes_for
 from notifications.conf import app_settings
-from notifications.sessions import user_for_session_key
+from notifications.sessions import check_sessions
 from notifications.topics import INBOX, TopicError, parse_topic
 
 from . import metrics, protocol
+from .hub import RECHECK, RESUME
 from .replay import ReplayImpossible, missed_frames
 from .threads import run_sync
 
 logger = logging.getLogger(__name__)
 
 SESSION_ENDED = 4003
+TRY_AGAIN_LATER = 1013
 # How long a resume waits for this relay to reach a cursor another relay gave the client.
 CATCH_UP_SECONDS = 1.0
 
 
+def authorize_sessions(requests):
+    """
+    {session key: (SessionCheck, [(name, routes or TopicError)])} for {session key: topic names}:
+    each session's current user (one query for all the sessions) and each topic name, canonical
+    where it parses; no topics are judged for a session that no longer logs anyone in.
+    """
+    checks = check_sessions(list(requests))
+    answers = {}
+    for session_key, names in requests.items():
+        check = checks[session_key]
+        results = []
+        if check.user is not None:
+            for name in names:
+                try:
+                    topic = parse_topic(name)
+                    results.append((topic.name, routes_for(check.user, topic)))
+                except TopicError as error:
+                    results.append((name, error))
+        answers[session_key] = (check, results)
+    return answers
+
+
 def authorize_topics(session_key, names):
-    """
-    (user, [(name, routes or TopicError)]) for the session's current user and each topic name,
-    canonical where it parses; (None, []) when the session no longer logs anyone in.
-    """
-    user = user_for_session_key(session_key)
-    if user is None:
-        return None, []
-    results = []
-    for name in names:
-        try:
-            topic = parse_topic(name)
-            results.append((topic.name, routes_for(user, topic)))
-        except TopicError as error:
-            results.append((name, error))
-    return user, results
+    """authorize_sessions for one session."""
+    return authorize_sessions({session_key: names})[session_key]
 
 
 def canonical_name(name):
@@ -62,30 +83,41 @@ def canonical_name(name):
 
 
 class Client:
-    def __init__(self, connection, identity, hub, redis):
+    def __init__(self, connection, identity, hub, redis, spawn, replays):
         self.connection = connection
         self.identity = identity
         self.session_key = identity.session_key
         self.hub = hub
         self.redis = redis
+        self.spawn = spawn  # runs a coroutine in the background (Relay.spawn)
+        self.replays = replays  # limits.ReplayGate: what resumes may cost
         self.subscriptions = {}  # canonical topic name → routes it follows
+        self.access_version = 0  # changes each time the relay learns access may have changed
+        self.closed = False
         self._settle = None
+        self._expiry = None
         self._welcome_position = 0
         self._rechecking = self._recheck_again = False
 
     async def start(self):
         """Follow the inbox, hold live events, then send `welcome` with the cursor they start after."""
         self._follow(INBOX, self.identity.inbox_routes)
+        self.hub.joined(self.identity.joined_us)
         # No await between holding and reading the cursor: every event after it is held for us.
-        cursor = self.hub.hold(self.connection)
+        cursor = self.hub.hold(self.connection, RESUME)
         self._welcome_position = cursors.position(cursor)
-        self._settle = asyncio.get_running_loop().call_later(app_settings.WSSERVER_RESUME_WAIT, self._release)
+        loop = asyncio.get_running_loop()
+        self._settle = loop.call_later(app_settings.WSSERVER_RESUME_WAIT, self._release)
+        self._expire_at(self.identity.expires)
         identity = self.identity
         logger.debug("Welcome user %s at cursor %s, following %s", identity.user_id, cursor, list(self.subscriptions))
         await self.connection.send(protocol.welcome(identity.user_id, identity.username, list(self.subscriptions), cursor))
 
     def close(self):
+        self.closed = True
         self._cancel_settle()
+        if self._expiry is not None:
+            self._expiry.cancel()
         self.hub.forget(self.connection)
         self.hub.unfollow(self.connection, self._all_routes())
         metrics.SUBSCRIPTIONS.dec(len(self.subscriptions))
@@ -119,15 +151,22 @@ class Client:
         if len(self.subscriptions) + len(new) > limit:
             await self.connection.send(protocol.error("too_many_topics", f"At most {limit} topics per connection.", ref))
             return
-        user, results = await run_sync(authorize_topics, self.session_key, new)
-        if user is None:
+        while True:  # until an authorization completes with no access change learnt of meanwhile
+            version = self.access_version
+            check, results = await run_sync(authorize_topics, self.session_key, new)
+            if version == self.access_version:
+                break
+        if self.closed:
+            return
+        if check.user is None:
             await self.connection.close(SESSION_ENDED, "Session ended.")
             return
+        for name, outcome in results:  # applied with no await since the version was compared
+            if not isinstance(outcome, TopicError):
+                self._follow(name, outcome)
         for name, outcome in results:
             if isinstance(outcome, TopicError):
                 await self.connection.send(protocol.error(outcome.code, str(outcome), ref))
-            else:
-                self._follow(name, outcome)
         accepted = list(dict.fromkeys(c for c in map(canonical_name, names) if c in self.subscriptions))
         if accepted:
             await self.connection.send(protocol.subscribed(accepted, ref))
@@ -151,7 +190,7 @@ class Client:
             self._release()
             await self.connection.send(protocol.error("bad_request", str(error), ref))
             return
-        if not self.hub.is_held(self.connection):
+        if not self.hub.is_held(self.connection, RESUME):
             # Resumed after live delivery began: what came before `welcome` would now arrive
             # after newer events. Nothing missed: nothing to do; else the client reloads.
             if since < self._welcome_position:
@@ -163,25 +202,38 @@ class Client:
             await asyncio.sleep(0.02)
             until = cursors.position(self.hub.cursor)
         try:
-            frames = await missed_frames(self.redis, since, until, self._all_routes(), int(time.time() * 1000))
-        except ReplayImpossible:
+            async with self.replays.admit(str(self.identity.user_id)):
+                frames = await missed_frames(
+                    self.redis, since, until, self._all_routes(), int(time.time() * 1000), self.identity.joined_us
+                )
+        except ReplayImpossible as error:
             self._release()
+            if error.code:
+                await self.connection.send(protocol.error(error.code, str(error), ref))
             await self._resync()
             return
         if frames:
             metrics.REPLAYS.inc()
             metrics.REPLAYED_EVENTS.inc(len(frames))
-        for frame in frames:
-            await self.connection.send(frame)
-        if not self.hub.release(self.connection, after=max(since, until)):
+        for route, frame in frames:
+            if route in self._all_routes():  # still followed: a re-check may have ended it meanwhile
+                await self.connection.send(frame)
+        if self.closed:
+            return
+        if not self.hub.release(self.connection, RESUME, after=max(since, until)):
             await self._resync()
+
+    def access_changed(self):
+        """Access may have changed (a control message, the session's expiry): hold live frames and look again."""
+        self.access_version += 1
+        self.hub.hold(self.connection, RECHECK)
+        self.spawn(self.recheck())
 
     async def recheck(self):
         """
-        Look again at the session and the user as they are now (access changed, see
-        notifications.revocation): an ended session closes the socket with 4003; topics no
-        longer allowed are unfollowed at once, then announced as unsubscribed; the others
-        (the inbox's groups, model:*) are followed as they now expand.
+        Look again at the session and the user as they are now (see access_changed), then deliver
+        what was held meanwhile, less what may no longer be seen. Several changes learnt of while
+        one re-check runs are covered by one more.
         """
         if self._rechecking:
             self._recheck_again = True  # the running check will look once more when done
@@ -191,24 +243,56 @@ class Client:
             self._recheck_again = True
             while self._recheck_again:
                 self._recheck_again = False
-                user, results = await run_sync(authorize_topics, self.session_key, list(self.subscriptions))
-                if user is None:
-                    await self.connection.close(SESSION_ENDED, "Session ended.")
+                version = self.access_version
+                check, results = await run_sync(authorize_topics, self.session_key, list(self.subscriptions))
+                if self.closed:
                     return
-                revoked = []
-                for name, outcome in results:
-                    if name not in self.subscriptions:
-                        continue  # unsubscribed while we looked
-                    if isinstance(outcome, TopicError):
-                        self._unfollow(name)
-                        revoked.append(name)
-                    else:
-                        self._follow(name, outcome)
-                self.hub.keep_held_only(self.connection, self._all_routes())
-                if revoked:
-                    await self.connection.send(protocol.unsubscribed(revoked, "permission_revoked"))
+                if version != self.access_version:
+                    self._recheck_again = True  # a newer change: this answer may be stale
+                elif not await self.apply_recheck(check, results, "access"):
+                    return
+            if not self.hub.release(self.connection, RECHECK):
+                await self._resync()
+        except DatabaseError:
+            # Whether access ended cannot be told: nothing more is delivered; the client comes back later.
+            await self.connection.close(TRY_AGAIN_LATER, "Database unavailable: reconnect later.")
         finally:
             self._rechecking = False
+
+    async def apply_recheck(self, check, results, cause):
+        """
+        Apply a re-check's answer: an ended session closes the socket with 4003 (False); topics
+        no longer allowed are unfollowed at once, then announced as unsubscribed; the others (the
+        inbox's groups, model:*) are followed as they now expand.
+        """
+        metrics.RECHECKS.labels(cause).inc()
+        if check.user is None:
+            await self.connection.close(SESSION_ENDED, "Session ended.")
+            return False
+        revoked = []
+        for name, outcome in results:
+            if name not in self.subscriptions:
+                continue  # unsubscribed while we looked
+            if isinstance(outcome, TopicError):
+                self._unfollow(name)
+                revoked.append(name)
+            else:
+                self._follow(name, outcome)
+        self.hub.keep_held_only(self.connection, self._all_routes())
+        self._expire_at(check.expires.timestamp() if check.expires else None)
+        if revoked:
+            await self.connection.send(protocol.unsubscribed(revoked, "permission_revoked"))
+        return True
+
+    def _expire_at(self, expires):
+        """Look again when the session expires (a session extended meanwhile is looked at again then)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if expires is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, expires - time.time())
+            self._expiry = loop.call_later(delay, self.access_changed)
 
     async def _resync(self):
         metrics.RESYNCS.inc()
@@ -217,8 +301,8 @@ class Client:
     def _release(self):
         """Deliver live from now on, after what was held; resync if the hold overflowed."""
         self._cancel_settle()
-        if self.hub.is_held(self.connection) and not self.hub.release(self.connection):
-            asyncio.get_running_loop().create_task(self._resync())
+        if self.hub.is_held(self.connection, RESUME) and not self.hub.release(self.connection, RESUME):
+            self.spawn(self._resync())
 
     def _cancel_settle(self):
         if self._settle is not None:

@@ -5,11 +5,15 @@ A dict of sets: route → connections. Delivering an event costs one lookup per 
 and one `websockets.broadcast` per topic it is shown under; each frame is built once for all
 its recipients, and no write is awaited, so a slow connection never holds up the others.
 
-Two guards keep each connection's sequence exact:
+Guards keep each connection's sequence exact and its own:
 - An event id delivered once is not delivered again (a bounded memory of recent ids), whatever
   republished it.
 - A connection can be *held*: its live frames wait in a buffer while it resumes (the replay of
-  older events must reach it first), then are released in order, less those the replay covered.
+  older events must reach it first), or while its access is re-checked (what it may no longer
+  see must not reach it meanwhile), then are released in order, less those the replay covered
+  and those of routes it no longer follows.
+- An event created before a user joined does not reach them (the feed leaves it out too): only
+  an event older than the newest connection's user can be such, so only those are looked at.
 """
 
 import time
@@ -26,18 +30,32 @@ RECENT_EVENT_IDS = 100_000
 MAX_HELD_FRAMES = 10_000
 
 
+RESUME = "resume"
+RECHECK = "recheck"
+
+
 class Hold:
-    """Live frames kept for a held connection, oldest first, as (position, route, frame)."""
+    """
+    Live frames kept for a held connection, oldest first, as (position, route, frame), for as
+    long as any of its reasons (RESUME, RECHECK) lasts; then those after `after` are sent.
+    """
 
     def __init__(self):
         self.frames = []
         self.overflowed = False
+        self.reasons = set()
+        self.after = -1
 
     def keep(self, position, route, frame):
         if len(self.frames) < MAX_HELD_FRAMES:
             self.frames.append((position, route, frame))
         else:
             self.overflowed = True
+
+
+def _joined_by(connections, created_us):
+    """Those of the connections whose user had joined when the event was created."""
+    return {c for c in connections if (c.client.identity.joined_us or 0) <= created_us}
 
 
 class Hub:
@@ -49,6 +67,8 @@ class Hub:
         self.cursor = cursor
         # Broadcasts made so far: write buffers only grow when this does (see server.close_slow_clients).
         self.broadcasts = 0
+        # When the most recently joined user of any connection joined (µs; see joined()).
+        self.newest_join = 0
 
     def follow(self, connection, routes):
         for route in routes:
@@ -68,11 +88,17 @@ class Hub:
     def forget(self, connection):
         self._held.pop(connection, None)
 
-    def deliver(self, cursor, event_id, routes, event_json):
+    def joined(self, joined_us):
+        """A connection's user joined then (µs since the epoch, or None when unknown)."""
+        if joined_us is not None and joined_us > self.newest_join:
+            self.newest_join = joined_us
+
+    def deliver(self, cursor, event_id, routes, event_json, created_us=None):
         """
         Send an event to every connection following any of its routes, once each. Routes come
         most specific first (topics.object_routes), so a connection that follows both
         `object:auth.user:5` and `model:auth.user` sees the event under the object topic.
+        Connections whose user joined after the event was created are left out.
         Returns the number of connections it reached (or was held for).
         """
         self.cursor = cursor
@@ -90,6 +116,8 @@ class Hub:
             if not followers:
                 continue
             recipients = followers - reached if reached else followers
+            if created_us is not None and created_us < self.newest_join:
+                recipients = _joined_by(recipients, created_us)
             if recipients:
                 reached |= recipients
                 topic = topic_of_route(route)
@@ -114,22 +142,28 @@ class Hub:
                 return recipients - held
         return recipients
 
-    def hold(self, connection):
-        """Keep this connection's live frames until release(); the cursor it has reached."""
-        self._held.setdefault(connection, Hold())
+    def hold(self, connection, reason):
+        """Keep this connection's live frames until released for every reason; the cursor it has reached."""
+        self._held.setdefault(connection, Hold()).reasons.add(reason)
         return self.cursor
 
-    def release(self, connection, after=-1):
+    def release(self, connection, reason, after=-1):
         """
-        Send the frames held for this connection that are newer than position `after`, in order,
-        without awaiting (nothing can slip between them), and deliver live again. False when the
-        buffer overflowed: frames were lost and the client must resync.
+        The hold's `reason` is over (and what a replay sent reaches position `after`). Once no
+        reason is left, send the frames held for this connection that are newer than that, in
+        order, without awaiting (nothing can slip between them), and deliver live again. False
+        when the buffer overflowed: frames were lost and the client must resync.
         """
-        hold = self._held.pop(connection, None)
+        hold = self._held.get(connection)
         if hold is None:
             return True
+        hold.reasons.discard(reason)
+        hold.after = max(hold.after, after)
+        if hold.reasons:
+            return True  # its frames wait for the other reason; an overflow is told when it ends
+        del self._held[connection]
         for position, _route, frame in hold.frames:
-            if position > after:
+            if position > hold.after:
                 broadcast([connection], frame)
                 self.broadcasts += 1
         return not hold.overflowed
@@ -147,5 +181,6 @@ class Hub:
         """Tell every connection that events were lost and it must reload over HTTP."""
         broadcast({connection for followers in self._followers.values() for connection in followers}, protocol.resync())
 
-    def is_held(self, connection):
-        return connection in self._held
+    def is_held(self, connection, reason):
+        hold = self._held.get(connection)
+        return hold is not None and reason in hold.reasons

@@ -1,13 +1,18 @@
 """
-What one client may cost the relay: messages per second, malformed frames in a row, and
-connections per user and per IP address (per relay process). Each limit has a documented answer
-(docs/security.md): `rate_limited`, then close 1008; close 1008; close 1013.
+What one client may cost the relay: messages per second, malformed frames in a row,
+connections per user and per IP address, and replays (per relay process). Each limit has a
+documented answer (docs/security.md): `rate_limited`, then close 1008; close 1008; close 1013;
+`rate_limited` and `resync`.
 """
 
+import asyncio
+import contextlib
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 
 from notifications.conf import app_settings
+
+from .replay import ReplayImpossible
 
 MAX_BAD_FRAMES_IN_A_ROW = 10
 
@@ -16,8 +21,8 @@ class TokenBucket:
     """WSSERVER_RATE messages a second, in bursts of up to WSSERVER_BURST."""
 
     def __init__(self, rate=None, burst=None, clock=time.monotonic):
-        self.rate = rate if rate is not None else app_settings.WSSERVER_RATE
-        self.burst = burst if burst is not None else app_settings.WSSERVER_BURST
+        self.rate = app_settings.WSSERVER_RATE if rate is None else rate
+        self.burst = app_settings.WSSERVER_BURST if burst is None else burst
         self.tokens = float(self.burst)
         self.clock = clock
         self.updated = clock()
@@ -96,3 +101,44 @@ class ConnectionCaps:
         counter[key] -= 1
         if counter[key] <= 0:
             del counter[key]
+
+
+class ReplayGate:
+    """
+    What resumes may cost: per user, WSSERVER_REPLAY_RATE replays a second in bursts of
+    WSSERVER_REPLAY_BURST (over: `rate_limited`, then resync), one at a time; over everyone,
+    REPLAYS_AT_ONCE at a time. A connection replays once at most (its first resume, see
+    client.Client.resume), so a user's burst covers all their tabs reconnecting at once.
+    """
+
+    REPLAYS_AT_ONCE = 4
+    USERS_REMEMBERED = 100_000
+
+    def __init__(self):
+        self._buckets = OrderedDict()  # user key → TokenBucket, least recently used first
+        self._queues = {}  # user key → [lock, replays waiting or running]
+        self._everyone = asyncio.Semaphore(self.REPLAYS_AT_ONCE)
+
+    @contextlib.asynccontextmanager
+    async def admit(self, user_key):
+        """Run a replay for this user within the limits; ReplayImpossible("rate_limited") when over."""
+        if not self._bucket(user_key).take():
+            raise ReplayImpossible("Too many resumes: slow down.", code="rate_limited")
+        queue = self._queues.setdefault(user_key, [asyncio.Lock(), 0])
+        queue[1] += 1
+        try:
+            async with queue[0], self._everyone:
+                yield
+        finally:
+            queue[1] -= 1
+            if not queue[1]:
+                del self._queues[user_key]
+
+    def _bucket(self, user_key):
+        bucket = self._buckets.pop(user_key, None) or TokenBucket(
+            app_settings.WSSERVER_REPLAY_RATE, app_settings.WSSERVER_REPLAY_BURST
+        )
+        self._buckets[user_key] = bucket
+        if len(self._buckets) > self.USERS_REMEMBERED:
+            self._buckets.popitem(last=False)
+        return bucket

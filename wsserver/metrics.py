@@ -37,6 +37,13 @@ REFUSED = Counter("wsserver_refused", "Connections or messages refused.", ["reas
 REDIS_RECONNECTS = Counter("wsserver_redis_reconnects", "Times the reader got Redis back after losing it.")
 REDIS_UP = Gauge("wsserver_redis_up", "1 while the reader is connected to Redis.", multiprocess_mode="livemin")
 OUTBOX_PUBLISHED = Counter("wsserver_outbox_published", "Events this relay published from the outbox.")
+PROBLEMS = Gauge(
+    "wsserver_problem",
+    "1 while a check fails (wsserver.health: database, migrations, secret_key, site_database, site_redis, redis).",
+    ["check"],
+    multiprocess_mode="livemax",
+)
+RECHECKS = Counter("wsserver_rechecks", "Connections re-checked (access changed, session expiry, periodic).", ["cause"])
 
 
 def render():

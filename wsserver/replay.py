@@ -2,62 +2,107 @@
 Replaying what a client missed: the events after its cursor, up to where live delivery took
 over, that travel under the routes it follows, oldest first.
 
-They come from the Redis stream while it still holds them. The part of the range older than the
-stream's oldest entry (trimmed by NOTIFICATIONS_STREAM_MAXLEN, or lost when Redis restarted
-without its data) comes from the database, which records each event's stream position. The
-relay's own reader recovers the same way when it finds such a gap (bus.follow). A range
-longer than NOTIFICATIONS_REPLAY_WINDOW seconds, or than MAX_REPLAY events, is not replayed: the
-client is told to resync over HTTP instead.
+What is replayed is what the user's feed holds for those topics (notifications.feed): nothing
+created before the user joined (the cursor counts from then at the earliest: `0-0` is "since I
+joined"), and nothing beyond NOTIFICATIONS_REPLAY_WINDOW seconds: a range reaching further back
+is not replayed, the client is told to resync over HTTP instead.
+
+The events come from the Redis stream while it still holds them. The part of the range older
+than the stream's oldest entry (trimmed by NOTIFICATIONS_STREAM_MAXLEN, or lost when Redis
+restarted without its data) comes from the database, which records each event's stream
+position; there, a query narrows the rows to those the followed routes can carry, so a replay
+loads what it sends and not the whole range. The relay's own reader recovers the same way when
+it finds such a gap (bus.StreamReader), unfiltered.
+
+A replay's work is bounded: at most MAX_SCAN stream entries read and MAX_REPLAY events sent (or
+rows loaded); past either, resync. Its database part runs in threads of its own
+(threads.run_replay), so replays never hold up handshakes and subscriptions.
 """
 
-from django.db.models import Max
+from django.apps import apps
+from django.db.models import Max, Q
 
 from notifications import cursors
 from notifications.conf import app_settings
-from notifications.models import Event
-from notifications.publishing import (
-    decode_message,
-    event_json,
-    stored_routes,
-)
+from notifications.models import OBJECT_KINDS, Event, Recipient
+from notifications.publishing import decode_message, event_json, stored_routes
 from notifications.topics import topic_of_route
 
 from . import protocol
 from .bus import REDIS_DOWN
-from .threads import run_sync
+from .threads import run_replay
 
 MAX_REPLAY = 10_000
+MAX_SCAN = 20_000
 PAGE = 1_000
+# A user's events start when they joined; the stream's clock (Redis's) may lag the Django host's
+# that stamped date_joined, so the range starts this much earlier and each event's creation
+# time decides.
+JOIN_SLACK_MS = 60_000
 
 
 class ReplayImpossible(Exception):
-    """The missed events cannot all be replayed: the client must resync."""
+    """The missed events cannot all be replayed: the client must resync (after an error `code`, if any)."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code
 
 
 def topic_for(routes, followed):
-    """The topic an event with these routes (most specific first) is shown under, or None."""
+    """The route (most specific first) under which an event with these routes reaches `followed`, or None."""
     for route in routes:
         if route in followed:
-            return topic_of_route(route)
+            return route
     return None
 
 
-def stored_entries(since, until=None):
+def stored_entries(since, until=None, followed=None):
     """
-    (cursor, event id, routes, event JSON) of the events stored with stream positions in
-    (since, until], oldest first, as the stream had them (ORM: run in a thread). ReplayImpossible
-    beyond MAX_REPLAY.
+    (cursor, event id, routes, event JSON, created µs) of the events stored with stream positions
+    in (since, until], oldest first, as the stream had them (ORM: run in a thread); only those
+    the routes `followed` may carry, when given. ReplayImpossible beyond MAX_REPLAY.
     """
     events = Event.objects.filter(stream_position__gt=since)
     if until is not None:
         events = events.filter(stream_position__lte=until)
+    if followed is not None:
+        events = events.filter(carried_by(followed))
     events = list(events.select_related("actor").prefetch_related("recipients").order_by("stream_position")[: MAX_REPLAY + 1])
     if len(events) > MAX_REPLAY:
         raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay")
     return [
-        (cursors.cursor(event.stream_position), event.pk, stored_routes(event), event_json(event))
+        (cursors.cursor(event.stream_position), event.pk, stored_routes(event), event_json(event), cursors.epoch_us(event.created_at))
         for event in events
     ]
+
+
+def carried_by(routes):
+    """
+    A filter for the events that may travel under these routes: a superset (the routes of each
+    row still decide), cheap to test, so a replay loads the rows it sends and few others.
+    """
+    users, groups, audiences, labels, objects = [], [], [], set(), Q(pk__in=[])
+    for route in routes:
+        kind, _, rest = route.partition(":")
+        if kind == "inbox":
+            addressee, _, pk = rest.partition(":")
+            {"user": users, "group": groups}.get(addressee, audiences).append(pk or addressee)
+        elif kind == "model":
+            labels |= _with_proxies(rest)
+        elif kind == "object":
+            label, _, pk = rest.partition(":")
+            objects |= Q(target_type__in=_with_proxies(label), target_id=pk)
+    addressed = Recipient.objects.filter(Q(user_id__in=users) | Q(group_id__in=groups) | Q(audience__in=audiences))
+    about = Q(target_type__in=labels) | objects
+    return Q(pk__in=addressed.values("event_id")) | (Q(kind__in=OBJECT_KINDS) & about)
+
+
+def _with_proxies(label):
+    """A model's label and its proxies' (an event about a proxy's object travels under the concrete model's routes too)."""
+    return {label} | {
+        model._meta.label_lower for model in apps.get_models() if model._meta.proxy and model._meta.concrete_model._meta.label_lower == label
+    }
 
 
 def last_published_cursor():
@@ -65,35 +110,50 @@ def last_published_cursor():
     return cursors.cursor(Event.objects.aggregate(last=Max("stream_position"))["last"] or 0)
 
 
-def stored_frames(since, until, followed):
-    """(event id, frame) of the stored events in (since, until] that `followed` routes carry."""
+def stored_frames(since, until, followed, joined_us):
+    """(event id, route, frame) of the stored events in (since, until] for `followed` routes."""
     frames = []
-    for cursor, event_id, routes, payload in stored_entries(since, until):
-        topic = topic_for(routes, followed)
-        if topic is not None:
-            frames.append((event_id, protocol.event(topic, cursor, payload)))
+    for cursor, event_id, routes, payload, created in stored_entries(since, until, followed):
+        route = topic_for(routes, followed)
+        if route is not None and (joined_us is None or created >= joined_us):
+            frames.append((event_id, route, protocol.event(topic_of_route(route), cursor, payload)))
     return frames
 
 
-async def missed_frames(redis, since, until, followed, now_ms):
-    """The frames of everything in (since, until] the routes `followed` carry; ReplayImpossible."""
+def replay_start(since, now_ms, joined_us):
+    """
+    Where a replay from `since` really starts: not before the user joined (less the clock
+    slack). ReplayImpossible when that is older than the replay window.
+    """
+    if joined_us is not None:
+        since = max(since, max(0, joined_us // 1000 - JOIN_SLACK_MS) * cursors.SEQUENCES_PER_MS)
+    if now_ms - cursors.milliseconds(since) > app_settings.NOTIFICATIONS_REPLAY_WINDOW * 1000:
+        raise ReplayImpossible("the cursor is older than the replay window")
+    return since
+
+
+async def missed_frames(redis, since, until, followed, now_ms, joined_us=None):
+    """
+    [(route, frame)] of everything in (since, until] the routes `followed` carry, oldest first,
+    each event once; ReplayImpossible.
+    """
     if until <= since:
         return []
-    # Position 0 is the cursor of a deployment that had published nothing yet: always in reach.
-    if since and now_ms - cursors.milliseconds(since) > app_settings.NOTIFICATIONS_REPLAY_WINDOW * 1000:
-        raise ReplayImpossible("the cursor is older than the replay window")
-    start, frames = await _stream_frames(redis, since, until, followed)
+    since = replay_start(since, now_ms, joined_us)
+    if until <= since:
+        return []
+    start, frames = await _stream_frames(redis, since, until, followed, joined_us)
     if start > since + 1:
         # What the stream does not hold: older than its oldest entry (trimmed, or lost when Redis
         # restarted without its data), or all of it when Redis is unreachable. The database has
         # every published position, but only for that part: the positions the stream holds are
         # written to the database just after they are added, and may not be there yet (a relay
         # draining the outbox after Redis came back).
-        frames = await run_sync(stored_frames, since, start - 1, followed) + frames
+        frames = await run_replay(stored_frames, since, start - 1, followed, joined_us) + frames
     return list(_once(frames))
 
 
-async def _stream_frames(redis, since, until, followed):
+async def _stream_frames(redis, since, until, followed, joined_us):
     """
     (start, frames): the frames of the stream's entries in [start, until], where `start` is the
     first position after `since` the stream can vouch for; what comes before it is the database's
@@ -103,6 +163,7 @@ async def _stream_frames(redis, since, until, followed):
     key = app_settings.NOTIFICATIONS_STREAM_KEY
     nothing = until + 1, []
     frames = []
+    scanned = 0
     try:
         oldest = await redis.xrange(key, count=1)
         if not oldest:
@@ -113,14 +174,15 @@ async def _stream_frames(redis, since, until, followed):
             entries = await redis.xrange(key, min=f"({cursors.cursor(after)}", max=cursors.cursor(until), count=PAGE)
             if not entries:
                 return nothing  # nothing in the range, or the stream lost the rest while we paged
+            scanned += len(entries)
             for entry_id, fields in entries:
-                event_id, routes, payload = decode_message(fields)
-                topic = topic_for(routes, followed)
-                if topic is not None:
-                    frames.append((event_id, protocol.event(topic, entry_id, payload)))
+                event_id, routes, payload, created = decode_message(fields)
+                route = topic_for(routes, followed)
+                if route is not None and (joined_us is None or created is None or created >= joined_us):
+                    frames.append((event_id, route, protocol.event(topic_of_route(route), entry_id, payload)))
             after = cursors.position(entries[-1][0])
-            if len(frames) > MAX_REPLAY:
-                raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay")
+            if len(frames) > MAX_REPLAY or scanned > MAX_SCAN:
+                raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay, or {MAX_SCAN} to look through")
     except REDIS_DOWN:
         return nothing
     return start, frames  # entries were found in the range: start <= until
@@ -129,7 +191,7 @@ async def _stream_frames(redis, since, until, followed):
 def _once(frames):
     """Each event once, should it have been published twice (see publishing.PUBLISH_ONCE)."""
     seen = set()
-    for event_id, frame in frames:
+    for event_id, route, frame in frames:
         if event_id not in seen:
             seen.add(event_id)
-            yield frame
+            yield route, frame

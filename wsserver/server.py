@@ -1,42 +1,37 @@
 """
 The relay's asyncio wiring: the WebSocket server, the Redis reader and the hub between them,
-plus the outbox drainer, the slow-client watchdog and the /healthz endpoint.
+and the background work beside them: the outbox drainer, the examination of the relay's
+configuration (health.py), the periodic re-check of every connection, the slow-client watchdog,
+and the operations endpoints (/metrics and the detailed /healthz) on their own address when
+WSSERVER_METRICS_ADDRESS is set.
 
-One process runs one event loop, one Redis reader (bus.follow) and one Hub. Connections
-authenticate (auth.py), then live as a Client until they close.
+One process runs one event loop, one Redis reader (bus.StreamReader) and one Hub. The server
+listens at once, whatever state Redis and the database are in: /healthz says whether it can
+serve, and handshakes get 503 until it can (health.Diagnosis). SIGINT and SIGTERM close every
+socket with 1001, stop the background work and exit without a traceback.
 """
 
 import asyncio
-import json
+import contextlib
 import logging
 import signal
+import sys
 import threading
 import time
-from collections import defaultdict
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Response
 from websockets.protocol import State
 
 from notifications import outbox
 from notifications.conf import app_settings
-from notifications.topics import group_route
 
-from . import bus, metrics, protocol
-from .auth import (
-    authenticate_first_message,
-    check_handshake,
-    client_address,
-    identify_by_sessions,
-)
-from .batching import Batched
-from .client import Client
+from . import bus, health, metrics
+from .addresses import parse_address
+from .client import authorize_sessions
 from .hub import Hub
-from .limits import ConnectionCaps, FloodGuard
+from .relay import Relay
 from .replay import ReplayImpossible, last_published_cursor, stored_entries
 from .threads import run_sync
 
@@ -47,156 +42,18 @@ logger = logging.getLogger(__name__)
 websockets_logger = logging.getLogger("wsserver.websockets")
 websockets_logger.setLevel(logging.INFO)
 
-AUTH_FAILED = 4001
-POLICY_VIOLATION = 1008
-TRY_AGAIN_LATER = 1013
 OUTBOX_INTERVAL = 1.0
 SLOW_CLIENT_INTERVAL = 0.25
+TRY_AGAIN_LATER = 1013
 # Seconds a closing handshake may take; with SIGTERM, every socket closes within it.
 CLOSE_TIMEOUT = 3
-
-
-class Relay:
-    def __init__(self, hub, redis):
-        self.hub = hub
-        self.redis = redis
-        self.reader = None
-        self.server = None
-        self.clients = defaultdict(set)  # str(user pk) → its connected clients
-        self.caps = ConnectionCaps()
-        self.identify_session = Batched(lambda keys: run_sync(identify_by_sessions, keys))
-        self._tasks = set()
-
-    def control(self, fields):
-        """A control message (notifications.revocation): re-check the connections it names."""
-        if "user" in fields:
-            targets = set(self.clients.get(fields["user"], ()))
-        elif "group" in fields:
-            targets = {connection.client for connection in self.hub.followers(group_route(fields["group"]))}
-        else:
-            return
-        for client in targets:
-            self.spawn(client.recheck())
-
-    def recheck_all(self):
-        """After Redis came back: control messages may have been lost with it."""
-        for clients in self.clients.values():
-            for client in clients:
-                self.spawn(client.recheck())
-
-    def spawn(self, coroutine):
-        """Run a coroutine in the background, holding it until it ends (the loop keeps only weak references)."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def handle(self, connection):
-        address = client_address(connection)
-        if not self.caps.admit_ip(address):
-            metrics.REFUSED.labels("connections_per_ip").inc()
-            await connection.close(TRY_AGAIN_LATER, "Too many connections from your address.")
-            return
-        try:
-            identity = connection.identity
-            if identity is None:
-                try:
-                    identity = await authenticate_first_message(connection)
-                except ConnectionClosed:
-                    return
-            if identity is None:
-                logger.info("Refused %s: authentication failed or missing", address)
-                metrics.REFUSED.labels("authentication").inc()
-                await connection.close(AUTH_FAILED, "Authentication failed or missing.")
-                return
-            user_key = str(identity.user_id)
-            if not self.caps.admit_user(user_key):
-                metrics.REFUSED.labels("connections_per_user").inc()
-                await connection.close(TRY_AGAIN_LATER, "Too many connections for this user.")
-                return
-            try:
-                await self.serve_client(connection, identity, address)
-            finally:
-                self.caps.release_user(user_key)
-        finally:
-            self.caps.release_ip(address)
-
-    async def serve_client(self, connection, identity, address):
-        # Cookie, Origin and address are read: drop the handshake's headers (3-4 KiB a socket,
-        # and the session cookie, which need not stay in memory for the connection's life).
-        connection.request.headers.clear()
-        connection.response.headers.clear()
-        client = connection.client = Client(connection, identity, self.hub, self.redis)
-        user_key = str(identity.user_id)
-        self.clients[user_key].add(client)
-        started = time.monotonic()
-        logger.info("Connected %s (user %s) from %s by %s", identity.username, user_key, address, identity.method)
-        metrics.CONNECTIONS.inc()
-        try:
-            await client.start()
-            guard = FloodGuard()
-            async for frame in connection:
-                verdict = guard.admit()
-                if verdict == "close":
-                    metrics.REFUSED.labels("flood").inc()
-                    await connection.close(POLICY_VIOLATION, "Too many messages.")
-                elif verdict == "refuse":
-                    metrics.REFUSED.labels("rate_limited").inc()
-                    await connection.send(protocol.error("rate_limited", "Too many messages: slow down.", None))
-                elif verdict == "accept" and guard.malformed(await client.handle(frame)):
-                    metrics.REFUSED.labels("malformed").inc()
-                    await connection.close(POLICY_VIOLATION, "Too many malformed frames.")
-        except ConnectionClosed:
-            pass
-        finally:
-            client.close()
-            metrics.CONNECTIONS.dec()
-            self.clients[user_key].discard(client)
-            if not self.clients[user_key]:
-                del self.clients[user_key]
-            logger.info(
-                "Disconnected %s (user %s) from %s: code %s after %.1f s",
-                identity.username, user_key, address, connection.close_code, time.monotonic() - started,
-            )
-
-    async def process_request(self, connection, request):
-        path = urlsplit(request.path).path
-        if path == "/healthz":
-            return self.health(connection)
-        if path == "/metrics":
-            body, content_type = metrics.render()
-            return plain_response(HTTPStatus.OK, content_type, body)
-        return await check_handshake(connection, request, self.identify_session)
-
-    def health(self, connection):
-        """200 while the relay reads Redis, 503 while it does not (load balancers drain it)."""
-        state = self.reader
-        body = {
-            "status": "ok" if state.connected else "redis_unavailable",
-            "redis": "up" if state.connected else "down",
-            "redis_down_seconds": round(time.monotonic() - state.down_since, 1) if state.down_since else 0,
-            "redis_reconnects": state.reconnects,
-            "connections": len(self.server.connections) if self.server else 0,
-            "cursor": self.hub.cursor,
-        }
-        status = HTTPStatus.OK if state.connected else HTTPStatus.SERVICE_UNAVAILABLE
-        return plain_response(status, "application/json", json.dumps(body).encode() + b"\n")
-
-
-def plain_response(status, content_type, content):
-    """An HTTP response for the relay's own endpoints (not a WebSocket handshake)."""
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(content))),
-            ("Cache-Control", "no-store"),
-            ("Connection", "close"),
-        ]
-    )
-    return Response(status.value, status.phrase, headers, content)
+# Sessions re-checked together by the periodic re-check (one query for their sessions).
+RECHECK_BATCH = 200
+LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
 
 
 def database_recovery(hub):
-    """recover() for bus.follow: lost entries from the database; past MAX_REPLAY, everyone resyncs."""
+    """recover() for the reader: lost entries from the database; past MAX_REPLAY, everyone resyncs."""
 
     async def recover(since, until):
         try:
@@ -212,8 +69,8 @@ def database_recovery(hub):
 async def drain_outbox():
     """
     Publish committed events that missed Redis, once a second (see notifications.outbox). A
-    failure that repeats (the database down, a migration not applied) is logged with its
-    traceback once, then once a minute.
+    failure that repeats (the database down, a migration not applied) is logged once, then once a
+    minute.
     """
     last_failure, last_logged = None, float("-inf")
     while True:
@@ -221,17 +78,60 @@ async def drain_outbox():
         try:
             published = await run_sync(outbox.drain)
         except Exception as error:
-            if str(error) != last_failure:
-                logger.exception("Could not drain the outbox")
+            if str(error) != last_failure or time.monotonic() - last_logged > 60:
+                logger.error("Could not drain the outbox: %s", str(error).strip() or type(error).__name__)
                 last_failure, last_logged = str(error), time.monotonic()
-            elif time.monotonic() - last_logged > 60:
-                logger.error("Still cannot drain the outbox: %s", error)
-                last_logged = time.monotonic()
         else:
             last_failure = None
             if published:
                 metrics.OUTBOX_PUBLISHED.inc(published)
                 logger.info("Published %d event(s) from the outbox", published)
+
+
+async def examine_periodically(diagnosis, redis):
+    """health.examine at start, then every few seconds (more often while something is wrong)."""
+    while True:
+        try:
+            await health.examine(diagnosis, redis, run_sync)
+        except Exception:
+            logger.exception("Could not examine the relay's configuration")
+        await asyncio.sleep(health.INTERVAL if diagnosis.healthy else health.INTERVAL_WHILE_ILL)
+
+
+async def recheck_periodically(relay, interval):
+    """
+    Every `interval` seconds, every connection's session and topics looked at again, for changes
+    that send no signal (QuerySet.update(), raw SQL, rows deleted in bulk): RECHECK_BATCH sessions
+    at a time (one query for their sessions, then each user's permissions as a subscribe costs),
+    spread over the interval. An answer is applied only if no access change was learnt of for
+    that connection while it was computed (a control-driven re-check is then looking already).
+    """
+    while True:
+        started = time.monotonic()
+        clients = relay.all_clients()
+        batches = [clients[i : i + RECHECK_BATCH] for i in range(0, len(clients), RECHECK_BATCH)]
+        for batch in batches:
+            await recheck_batch(relay, batch)
+            await asyncio.sleep(interval / (len(batches) + 1))
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+async def recheck_batch(relay, clients):
+    requests, versions = {}, {}
+    for client in clients:
+        requests.setdefault(client.session_key, set()).update(client.subscriptions)
+        versions[client] = client.access_version
+    try:
+        answers = await run_sync(authorize_sessions, requests)
+    except Exception as error:  # the database down: try again next time
+        logger.warning("Could not re-check %d connection(s): %s", len(clients), error)
+        return
+    for client in clients:
+        if client.closed or client.access_version != versions[client]:
+            continue
+        check, results = answers[client.session_key]
+        wanted = set(client.subscriptions)
+        relay.spawn(client.apply_recheck(check, [(name, outcome) for name, outcome in results if name in wanted], "periodic"))
 
 
 async def close_slow_clients(relay):
@@ -248,22 +148,38 @@ async def close_slow_clients(relay):
         if relay.hub.broadcasts == checked_at:
             continue
         checked_at = relay.hub.broadcasts
-        for clients in list(relay.clients.values()):
-            for client in list(clients):
-                connection = client.connection
-                transport = connection.transport
-                if connection.state is State.OPEN and transport is not None and transport.get_write_buffer_size() > limit:
-                    logger.warning(
-                        "Closing %s: too slow, %d bytes waiting to be sent",
-                        connection.remote_address[0] if connection.remote_address else "?",
-                        transport.get_write_buffer_size(),
-                    )
-                    metrics.SLOW_CLIENT_CLOSES.inc()
-                    relay.spawn(connection.close(TRY_AGAIN_LATER, "Too slow to keep up: reconnect and resume."))
+        for client in relay.all_clients():
+            connection = client.connection
+            transport = connection.transport
+            if connection.state is State.OPEN and transport is not None and transport.get_write_buffer_size() > limit:
+                logger.warning(
+                    "Closing %s: too slow, %d bytes waiting to be sent",
+                    connection.remote_address[0] if connection.remote_address else "?",
+                    transport.get_write_buffer_size(),
+                )
+                metrics.SLOW_CLIENT_CLOSES.inc()
+                relay.spawn(connection.close(TRY_AGAIN_LATER, "Too slow to keep up: reconnect and resume."))
+
+
+def log_to_stderr_unless_configured():
+    """
+    The relay's connections are logged at INFO, as runserver logs its requests, without any
+    LOGGING setting: the app's loggers get a stderr handler unless the site's logging
+    configuration already handles them.
+    """
+    for name in ("wsserver", "notifications"):
+        named = logging.getLogger(name)
+        if not named.hasHandlers():
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            named.addHandler(handler)
+            if named.level == logging.NOTSET:
+                named.setLevel(logging.INFO)
 
 
 def run_forever(host, port, ready=None, reuse_port=False):
     """run() on an event loop: uvloop's when it is installed (faster handshakes and writes)."""
+    log_to_stderr_unless_configured()
     try:
         import uvloop
     except ImportError:
@@ -272,51 +188,92 @@ def run_forever(host, port, ready=None, reuse_port=False):
         uvloop.run(run(host, port, ready, reuse_port))
 
 
+def ops_endpoints(relay, reader):
+    """process_request of the operations address: /metrics and the detailed /healthz, nothing else."""
+
+    async def answer(connection, request):
+        path = urlsplit(request.path).path
+        if path == "/metrics":
+            return health.metrics_response()
+        if path == "/healthz":
+            return relay.detailed_health(reader)
+        return health.plain_response(HTTPStatus.NOT_FOUND, "text/plain", b"Not found: /metrics or /healthz.\n")
+
+    return answer
+
+
+async def never_serve(connection):
+    """The operations address answers HTTP only (its process_request always responds)."""
+
+
 async def run(host, port, ready=None, reuse_port=False):
     """
     Serve until SIGINT or SIGTERM; call ready(server) once listening. With reuse_port, other
     processes may listen on the same port (SO_REUSEPORT): the kernel spreads connections.
     """
+    diagnosis = health.Diagnosis()
     redis = bus.connect()
-    hub = Hub()
-    relay = Relay(hub, redis)
     reader_redis = bus.connect(single_connection=True)
-    relay.reader = bus.StreamReader(reader_redis, hub.deliver, relay.control, database_recovery(hub), relay.recheck_all)
-    hub.cursor = await relay.reader.start(lambda: run_sync(last_published_cursor))
-    reader = asyncio.create_task(relay.reader.run())
-    helpers = [asyncio.create_task(drain_outbox())]
+    hub = Hub()
+    ops_address = app_settings.WSSERVER_METRICS_ADDRESS
+    relay = Relay(hub, redis, diagnosis, metrics_here=not ops_address)
+    reader = bus.StreamReader(
+        reader_redis, hub.deliver, relay.control, database_recovery(hub), relay.recheck_all, diagnosis,
+        lambda error: health.database_down(diagnosis, error),
+    )
+
+    def started(cursor):
+        hub.cursor = cursor
+        diagnosis.reading.set()
+
     stop = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+    reading = asyncio.create_task(reader.run(lambda: run_sync(last_published_cursor), started))
+    helpers = [
+        asyncio.create_task(drain_outbox()),
+        asyncio.create_task(examine_periodically(diagnosis, redis)),
+        asyncio.create_task(close_slow_clients(relay)),
+    ]
+    if app_settings.WSSERVER_RECHECK_INTERVAL:
+        helpers.append(asyncio.create_task(recheck_periodically(relay, app_settings.WSSERVER_RECHECK_INTERVAL)))
+    options = dict(reuse_port=reuse_port, logger=websockets_logger, server_header=None)
     try:
-        async with serve(
-            relay.handle,
-            host,
-            port,
-            process_request=relay.process_request,
-            compression=None,
-            max_size=app_settings.WSSERVER_MAX_MESSAGE_SIZE,
-            close_timeout=CLOSE_TIMEOUT,
-            open_timeout=app_settings.WSSERVER_HANDSHAKE_TIMEOUT,
-            reuse_port=reuse_port,
-            logger=websockets_logger,
-            server_header=None,
-        ) as server:
-            relay.server = server
-            helpers.append(asyncio.create_task(close_slow_clients(relay)))
+        async with contextlib.AsyncExitStack() as servers:
+            server = relay.server = await servers.enter_async_context(
+                serve(
+                    relay.handle,
+                    host,
+                    port,
+                    process_request=relay.process_request,
+                    compression=None,
+                    max_size=app_settings.WSSERVER_MAX_MESSAGE_SIZE,
+                    close_timeout=CLOSE_TIMEOUT,
+                    open_timeout=app_settings.WSSERVER_HANDSHAKE_TIMEOUT,
+                    **options,
+                )
+            )
+            if ops_address:
+                ops_host, ops_port = parse_address(ops_address)
+                await servers.enter_async_context(
+                    serve(never_serve, ops_host, ops_port, process_request=ops_endpoints(relay, reader), **options)
+                )
             if ready is not None:
                 ready(server)
             stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait([stopping, reader], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([stopping, reading], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             logger.info("Shutting down: closing %d connection(s) with 1001", len(server.connections))
-        if reader.done():
+        if reading.done() and not reading.cancelled() and reading.exception() is not None:
             # A relay that no longer reads events must not keep sockets open as if it did.
-            raise RuntimeError("The Redis reader stopped") from reader.exception()
+            raise RuntimeError("The Redis reader stopped") from reading.exception()
     finally:
-        for task in (reader, *helpers):
+        tasks = [reading, *helpers]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await relay.stop_background()
         await redis.aclose()
         await reader_redis.aclose()

@@ -7,7 +7,6 @@ is unset in development it starts the bundled Redis (notifications.devredis) if 
 """
 
 import os
-import re
 import sys
 import threading
 from datetime import datetime
@@ -15,12 +14,12 @@ from datetime import datetime
 import django
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.core.management.commands.runserver import naiveip_re
 from django.utils import autoreload
 
 from notifications import devredis
 from notifications.conf import app_settings
 from wsserver import server
+from wsserver.addresses import parse_address
 from wsserver.workers import Supervisor
 
 DEFAULT_ADDR = "127.0.0.1"
@@ -59,8 +58,9 @@ class Command(BaseCommand):
                 devredis.stop(redis_process)
 
     def inner_run(self):
+        # Unapplied migrations, like every other problem of the relay's configuration, are
+        # named at ERROR in the log and on /healthz while they last (wsserver.health).
         self.check(display_num_errors=True)
-        self.check_migrations()
         try:
             if self.workers > 1:
                 Supervisor(self.addr, self.port, self.workers).run(on_ready=lambda: self.print_banner(None))
@@ -92,14 +92,7 @@ class Command(BaseCommand):
 
 def parse_addrport(addrport):
     """(addr, port) from runserver-style input; CommandError with the expected forms otherwise."""
-    if not addrport:
-        return DEFAULT_ADDR, DEFAULT_PORT
-    match = re.match(naiveip_re, addrport)
-    if match is None:
-        raise CommandError(f"{addrport!r} is not a port number or address:port pair.")
-    addr, ipv4, ipv6, fqdn, port = match.groups()
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise CommandError(f"{port!r} is not a valid port number.")
-    if addr:
-        addr = addr[1:-1] if ipv6 else addr
-    return addr or DEFAULT_ADDR, int(port)
+    try:
+        return parse_address(addrport, DEFAULT_ADDR, DEFAULT_PORT)
+    except ValueError as error:
+        raise CommandError(str(error)) from None

@@ -1,0 +1,251 @@
+"""
+A relay process's connections: admitting them (the handshake, authentication, limits), serving
+each as a Client until it closes, and telling them when access changed.
+
+Access changes arrive as control messages (notifications.revocation); the connections they name
+are held and re-checked (Client.access_changed). A connection whose identity was being looked
+up when a control message arrived would miss it (it is not registered yet), so the relay keeps
+the recent control messages (ControlLog) and re-checks a new connection at once when one of
+them concerned it.
+"""
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+from http import HTTPStatus
+from urllib.parse import urlsplit
+
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+from websockets.exceptions import ConnectionClosed
+
+from notifications.conf import app_settings
+from notifications.topics import group_route
+
+from . import health, metrics, protocol
+from .auth import (
+    Identity,
+    authenticate_first_message,
+    check_handshake,
+    client_address,
+    identify_by_sessions,
+    refusal_reason,
+)
+from .batching import Batched
+from .client import Client
+from .limits import ConnectionCaps, FloodGuard, ReplayGate
+from .threads import run_sync
+
+logger = logging.getLogger(__name__)
+
+AUTH_FAILED = 4001
+POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+CLOSE_REASON_BYTES = 123  # the most a close frame's reason may hold
+
+
+class ControlLog:
+    """The latest control messages, numbered, to tell what arrived while a handshake was under way."""
+
+    def __init__(self, size=1_000):
+        self.entries = deque(maxlen=size)
+        self.count = 0
+
+    def add(self, fields):
+        self.count += 1
+        self.entries.append((self.count, fields))
+
+    def concerns(self, since, identity):
+        """Whether a control message after number `since` may concern this identity (or too many came to tell)."""
+        if self.count - since > len(self.entries):
+            return True
+        for number, fields in reversed(self.entries):
+            if number <= since:
+                return False
+            if fields.get("user") == str(identity.user_id):
+                return True
+            if "group" in fields and group_route(fields["group"]) in identity.inbox_routes:
+                return True
+        return False
+
+
+class Relay:
+    def __init__(self, hub, redis, diagnosis, metrics_here=True):
+        self.hub = hub
+        self.metrics_here = metrics_here  # False when WSSERVER_METRICS_ADDRESS serves /metrics
+        self.redis = redis
+        self.diagnosis = diagnosis
+        self.server = None
+        self.clients = defaultdict(set)  # str(user pk) → its connected clients
+        self.caps = ConnectionCaps()
+        self.replays = ReplayGate()
+        self.controls = ControlLog()
+        self.identify_session = Batched(lambda keys: run_sync(identify_by_sessions, keys))
+        self._tasks = set()
+
+    # Access changes ------------------------------------------------------------------------------
+
+    def control(self, fields):
+        """A control message (notifications.revocation): re-check the connections it names."""
+        self.controls.add(fields)
+        if "user" in fields:
+            targets = set(self.clients.get(fields["user"], ()))
+        elif "group" in fields:
+            targets = {connection.client for connection in self.hub.followers(group_route(fields["group"]))}
+        else:
+            return
+        for client in targets:
+            client.access_changed()
+
+    def recheck_all(self):
+        """After Redis came back: control messages may have been lost with it."""
+        for client in self.all_clients():
+            client.access_changed()
+
+    def all_clients(self):
+        return [client for clients in self.clients.values() for client in clients]
+
+    def spawn(self, coroutine):
+        """Run a coroutine in the background, holding it until it ends (the loop keeps only weak references)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop_background(self):
+        """Cancel what spawn() runs and wait for it, so nothing outlives the loop."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # Handshakes ----------------------------------------------------------------------------------
+
+    async def process_request(self, connection, request):
+        """websockets' hook: the public /healthz (and /metrics unless served elsewhere), then the handshake checks."""
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            return health.public_health(self.diagnosis)
+        if path == "/metrics" and self.metrics_here:
+            return health.metrics_response()
+        connection.control_mark = self.controls.count
+        if not await self.diagnosis.ready():
+            return health.unavailable()
+        try:
+            return await check_handshake(connection, request, self.identify_session)
+        except DatabaseError as error:
+            health.database_down(self.diagnosis, error)
+            return health.unavailable()
+
+    async def handle(self, connection):
+        address = client_address(connection)
+        if not self.caps.admit_ip(address):
+            metrics.REFUSED.labels("connections_per_ip").inc()
+            await connection.close(TRY_AGAIN_LATER, "Too many connections from your address.")
+            return
+        try:
+            identity = await self.authenticate(connection, address)
+            if identity is None:
+                return
+            user_key = str(identity.user_id)
+            if not self.caps.admit_user(user_key):
+                metrics.REFUSED.labels("connections_per_user").inc()
+                await connection.close(TRY_AGAIN_LATER, "Too many connections for this user.")
+                return
+            try:
+                await self.serve_client(connection, identity, address)
+            finally:
+                self.caps.release_user(user_key)
+        finally:
+            self.caps.release_ip(address)
+
+    async def authenticate(self, connection, address):
+        """The connection's Identity (cookie, else a ticket in its first message); None once refused and closed."""
+        if connection.identity is not None:
+            return connection.identity
+        try:
+            outcome = await authenticate_first_message(connection)
+        except ConnectionClosed:
+            return None
+        except (DatabaseError, RedisError) as error:
+            if isinstance(error, DatabaseError):
+                health.database_down(self.diagnosis, error)
+            logger.warning("Could not check the ticket of %s (%s): closed with 1013", address, error)
+            await connection.close(TRY_AGAIN_LATER, "Cannot check tickets right now: try again later.")
+            return None
+        if isinstance(outcome, Identity):
+            return outcome
+        reason = refusal_reason(connection.refused, outcome, app_settings.WSSERVER_AUTH_TIMEOUT)
+        logger.info("Refused %s: %s", address, reason)
+        metrics.REFUSED.labels("authentication").inc()
+        await connection.close(AUTH_FAILED, _fit(f"Authentication failed: {reason}."))
+        return None
+
+    async def serve_client(self, connection, identity, address):
+        # Cookie, Origin and address are read: drop the handshake's headers (3-4 KiB a socket,
+        # and the session cookie, which need not stay in memory for the connection's life).
+        connection.request.headers.clear()
+        connection.response.headers.clear()
+        client = connection.client = Client(connection, identity, self.hub, self.redis, self.spawn, self.replays)
+        user_key = str(identity.user_id)
+        self.clients[user_key].add(client)
+        if self.controls.concerns(connection.control_mark, identity):
+            client.access_changed()  # its identity was looked up before a change it must not miss
+        started = time.monotonic()
+        logger.info("Connected %s (user %s) from %s by %s", identity.username, user_key, address, identity.method)
+        metrics.CONNECTIONS.inc()
+        try:
+            await client.start()
+            await self.read_frames(connection, client)
+        except ConnectionClosed:
+            pass
+        except DatabaseError as error:
+            health.database_down(self.diagnosis, error)
+            await connection.close(TRY_AGAIN_LATER, "Database unavailable: reconnect later.")
+        finally:
+            client.close()
+            metrics.CONNECTIONS.dec()
+            self.clients[user_key].discard(client)
+            if not self.clients[user_key]:
+                del self.clients[user_key]
+            logger.info(
+                "Disconnected %s (user %s) from %s: code %s after %.1f s",
+                identity.username, user_key, address, connection.close_code, time.monotonic() - started,
+            )
+
+    async def read_frames(self, connection, client):
+        guard = FloodGuard()
+        async for frame in connection:
+            verdict = guard.admit()
+            if verdict == "close":
+                metrics.REFUSED.labels("flood").inc()
+                await connection.close(POLICY_VIOLATION, "Too many messages.")
+            elif verdict == "refuse":
+                metrics.REFUSED.labels("rate_limited").inc()
+                await connection.send(protocol.error("rate_limited", "Too many messages: slow down.", None))
+            elif verdict == "accept" and guard.malformed(await client.handle(frame)):
+                metrics.REFUSED.labels("malformed").inc()
+                await connection.close(POLICY_VIOLATION, "Too many malformed frames.")
+
+    def detailed_health(self, reader):
+        """/healthz where /metrics is served: what is wrong, in words, and the numbers behind it."""
+        diagnosis = self.diagnosis
+        body = {
+            "status": "ok" if diagnosis.healthy else "unavailable",
+            "problems": dict(diagnosis.problems),
+            "redis": "up" if reader.connected else "down",
+            "redis_down_seconds": diagnosis.down_for("redis"),
+            "redis_reconnects": reader.reconnects,
+            "connections": len(self.server.connections) if self.server else 0,
+            "cursor": self.hub.cursor,
+        }
+        status = HTTPStatus.OK if diagnosis.healthy else HTTPStatus.SERVICE_UNAVAILABLE
+        return health.json_response(status, body)
+
+
+def _fit(reason):
+    """A close reason cut to what a close frame holds (UTF-8, on a character boundary)."""
+    encoded = reason.encode()
+    if len(encoded) <= CLOSE_REASON_BYTES:
+        return reason
+    return encoded[: CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
