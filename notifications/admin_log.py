@@ -6,6 +6,8 @@ The admin records every add, change and delete as a LogEntry; each new entry bec
 "delete selected" logs several objects with one bulk_create, which sends no signal, so
 `LogEntryManager.log_actions` is wrapped to publish those too. (Django logs those deletions just
 before deleting, outside a transaction, so their events go out just before the rows disappear.)
+When the object is of a tracked model, the admin's event is the only one for the action
+(tracking.py).
 
 Connected by NotificationsConfig.ready() when django.contrib.admin is installed.
 """
@@ -22,6 +24,7 @@ from django.contrib.admin.models import (
 from django.contrib.contenttypes.models import ContentType
 from django.db.models.signals import post_save
 
+from . import tracking
 from .events import admin_url, create_object_events
 from .models import Event, Kind
 
@@ -48,10 +51,24 @@ def admin_event(entry, actor):
     )
 
 
+def publish_admin_events(entries, actor, using):
+    """
+    Store and publish the events of these log entries. Each stands for its action: a tracked
+    model's own event for the same object goes (tracking.py), one action making one event.
+    """
+    events = [admin_event(entry, actor) for entry in entries]
+    for entry, event in zip(entries, events):
+        if entry.action_flag == DELETION:
+            tracking.deletion_logged(event.target_type, event.target_id)
+        else:
+            tracking.superseded(event.target_type, event.target_id)
+    create_object_events(events, source_db=using)
+
+
 def log_entry_saved(sender, instance, created, raw, using, **kwargs):
     if created and not raw and instance.action_flag in ADMIN_KINDS:
         setattr(instance, PUBLISHED_FLAG, True)
-        create_object_events([admin_event(instance, instance.user)], source_db=using)
+        publish_admin_events([instance], instance.user, using)
 
 
 def wrap_log_actions(original):
@@ -67,8 +84,7 @@ def wrap_log_actions(original):
             if isinstance(entry, LogEntry) and entry.action_flag in ADMIN_KINDS and not getattr(entry, PUBLISHED_FLAG, False)
         ]
         if unpublished:
-            actor = unpublished[0].user
-            create_object_events([admin_event(entry, actor) for entry in unpublished], source_db=self.db)
+            publish_admin_events(unpublished, unpublished[0].user, self.db)
         return result
 
     log_actions.publishes_events = True

@@ -18,7 +18,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.text import Truncator
 
 from .models import OBJECT_KINDS, Event, Recipient
-from .outbox import publish_on_commit
+from .outbox import publish_on_commit, withdraw_publication
 from .publishing import object_event_routes
 from .topics import addressee_routes
 
@@ -45,7 +45,8 @@ def _fit_to_columns(event):
 
 def create_object_events(events, source_db=None):
     """
-    Store unsaved object events (admin activity, tracked models) and publish them on commit.
+    Store unsaved object events (admin activity, tracked models) and publish them on commit;
+    the stored events ([] while they wait for `source_db` to commit, see below).
 
     `source_db` is the database the change they describe was written to. When events live in
     another database, they are stored only once that change commits, so a rolled-back change
@@ -56,14 +57,28 @@ def create_object_events(events, source_db=None):
     database = router.db_for_write(Event)
     if source_db and source_db != database and transaction.get_connection(source_db).in_atomic_block:
         transaction.on_commit(lambda: _store_object_events(events, database), using=source_db)
-    else:
-        _store_object_events(events, database)
+        return []
+    return _store_object_events(events, database)
 
 
 def _store_object_events(events, database):
-    if events:
-        events = Event.objects.using(database).bulk_create([_fit_to_columns(event) for event in events])
-        publish_on_commit([(event, object_event_routes(event)) for event in events], using=database)
+    if not events:
+        return []
+    events = Event.objects.using(database).bulk_create([_fit_to_columns(event) for event in events])
+    publish_on_commit([(event, object_event_routes(event)) for event in events], using=database)
+    return events
+
+
+def withdraw(event):
+    """
+    Take back an event stored in the current transaction, before it commits (the admin's own
+    event replaces a tracked model's, see tracking.py): no row, no publication. False when it
+    is too late, its publication having begun.
+    """
+    if not withdraw_publication(event):
+        return False
+    Event.objects.using(event._state.db).filter(pk=event.pk).delete()
+    return True
 
 
 def create_inbox_event(event, users=None, group_ids=(), audience=""):

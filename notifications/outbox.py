@@ -42,11 +42,31 @@ _lock = threading.Lock()  # one publication at a time per process: its commit or
 _state = {"behind": False}
 
 
+PENDING, WITHDRAWN, SENT = "pending", "withdrawn", "sent"
+
+
 def publish_on_commit(events_and_routes, using=None):
-    """Publish [(event, routes)] once the current transaction on `using` commits."""
+    """Publish [(event, routes)] once the current transaction on `using` commits (those not withdrawn meanwhile)."""
     if events_and_routes:
         messages = [message(event, routes) for event, routes in events_and_routes]
-        transaction.on_commit(lambda: publish_in_order(messages), using=using)
+        for each in messages:
+            each.event.publication = PENDING
+        transaction.on_commit(lambda: publish_in_order(_to_send(messages)), using=using)
+
+
+def _to_send(messages):
+    kept = [each for each in messages if each.event.publication != WITHDRAWN]
+    for each in kept:
+        each.event.publication = SENT
+    return kept
+
+
+def withdraw_publication(event):
+    """Cancel the publication of an event whose transaction has not committed yet; False if too late."""
+    if getattr(event, "publication", None) != PENDING:
+        return False
+    event.publication = WITHDRAWN
+    return True
 
 
 def publish_in_order(messages):

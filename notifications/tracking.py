@@ -6,19 +6,65 @@ Receivers are connected per tracked model, never for all senders: a post_delete 
 every model would make Django's deletion collector load each row it deletes (it can only
 "fast delete" models nobody listens to). Saves through a proxy of a tracked model count as saves
 of that model. Historical models (data migrations) and raw fixture loading publish nothing.
+
+One action, one event: when the admin changes a tracked object it also logs the change, and its
+`admin.*` event (which carries the change message) is the one that counts. The admin saves
+first and logs after, within one transaction: the model event stored by the save is withdrawn
+when the log entry comes (admin_log.py calls `superseded`). It deletes first and logs before:
+the log entry announces the deletion (`deletion_logged`), and the model event is not made.
+Both are remembered per thread, a few at most, and forgotten at the end of each request.
 """
+
+import threading
+from collections import OrderedDict
 
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
+from django.core.signals import request_finished, request_started, setting_changed
 from django.db.models.signals import post_delete, post_save
 
 from .conf import app_settings
-from .events import admin_url, create_object_events
+from .events import admin_url, create_object_events, withdraw
 from .models import Event, Kind
 
 VERBS = {Kind.MODEL_CREATED: "created", Kind.MODEL_UPDATED: "updated", Kind.MODEL_DELETED: "deleted"}
+REMEMBERED = 100_000  # per thread, per request: more than one admin action touches
 _connected = []
+_recent = threading.local()  # .saved: (label, pk) → model event; .deleting: (label, pk) → None
+
+
+def _remembered(name):
+    found = getattr(_recent, name, None)
+    if found is None:
+        found = OrderedDict()
+        setattr(_recent, name, found)
+    return found
+
+
+def _remember(name, key, value=None):
+    memory = _remembered(name)
+    memory.pop(key, None)
+    memory[key] = value
+    if len(memory) > REMEMBERED:
+        memory.popitem(last=False)
+
+
+def forget(**kwargs):
+    """At the start and end of each request: what the admin did in another request does not count."""
+    for name in ("saved", "deleting"):
+        _remembered(name).clear()
+
+
+def superseded(label, pk):
+    """The admin logs an addition or change of this object: withdraw the model event its save made."""
+    event = _remembered("saved").pop((label, pk), None)
+    if event is not None:
+        withdraw(event)
+
+
+def deletion_logged(label, pk):
+    """The admin logs that it is about to delete this object: its deletion makes no model event."""
+    _remember("deleting", (label, pk))
 
 
 def model_event(instance, kind):
@@ -36,11 +82,17 @@ def model_event(instance, kind):
 
 def model_saved(sender, instance, created, raw, using, **kwargs):
     if not raw and sender._meta.apps is apps:
-        create_object_events([model_event(instance, Kind.MODEL_CREATED if created else Kind.MODEL_UPDATED)], source_db=using)
+        event = model_event(instance, Kind.MODEL_CREATED if created else Kind.MODEL_UPDATED)
+        for stored in create_object_events([event], source_db=using):
+            _remember("saved", (stored.target_type, stored.target_id), stored)
 
 
 def model_deleted(sender, instance, using, **kwargs):
     if sender._meta.apps is apps:
+        deleting, key = _remembered("deleting"), (instance._meta.label_lower, str(instance.pk))
+        if key in deleting:
+            del deleting[key]
+            return  # the admin's admin.deletion event announces it
         create_object_events([model_event(instance, Kind.MODEL_DELETED)], source_db=using)
 
 
@@ -78,3 +130,5 @@ def tracked_models_changed(setting, **kwargs):
 
 
 setting_changed.connect(tracked_models_changed, dispatch_uid="notifications.tracked_models_changed")
+request_started.connect(forget, dispatch_uid="notifications.tracking.forget_started")
+request_finished.connect(forget, dispatch_uid="notifications.tracking.forget_finished")

@@ -218,8 +218,14 @@ def assert_admin_event(entry, kind, actor, group_pk, name, verb, url):
     assert Event.objects.filter(pk=payload["id"], kind=kind).exists()
 
 
+@pytest.fixture(params=[[], ["auth.Group"]], ids=["untracked", "tracked"])
+def tracking(request, settings):
+    """The admin's events are the same, one per action, whether the model is tracked or not."""
+    settings.NOTIFICATIONS_TRACK_MODELS = request.param
+
+
 @transactional
-def test_admin_addition_change_and_deletion(stream):
+def test_admin_addition_change_and_deletion(stream, tracking):
     root = make_user("root", superuser=True)
     client = admin_client(root)
     name = unique("team")
@@ -242,12 +248,14 @@ def test_admin_addition_change_and_deletion(stream):
     assert response.status_code == 302, response.content
     assert not Group.objects.filter(pk=group.pk).exists()
     assert_admin_event(only_entry(stream), "admin.deletion", root, group.pk, renamed, "deleted", "/admin/auth/group/")
+    assert not Event.objects.filter(kind__startswith="model.").exists()
 
 
 @transactional
-def test_admin_delete_selected_publishes_one_event_per_object(stream):
+def test_admin_delete_selected_publishes_one_event_per_object(stream, tracking):
     root = make_user("root", superuser=True)
     groups = [make_group() for _ in range(3)]
+    stream.mark()
     response = admin_client(root).post(
         "/admin/auth/group/",
         {"action": "delete_selected", "_selected_action": [g.pk for g in groups], "post": "yes"},
@@ -259,6 +267,22 @@ def test_admin_delete_selected_publishes_one_event_per_object(stream):
     for group in groups:
         [entry] = [e for e in entries if e[2]["target"]["id"] == str(group.pk)]
         assert_admin_event(entry, "admin.deletion", root, group.pk, group.name, "deleted", "/admin/auth/group/")
+    assert not Event.objects.filter(kind="model.deleted").exists()
+
+
+@transactional
+@override_settings(NOTIFICATIONS_TRACK_MODELS=["auth.Group"])
+def test_a_tracked_objects_saves_outside_the_admin_still_publish_model_events(stream):
+    """Even in a request that used the admin before: what the admin did does not count."""
+    root = make_user("root", superuser=True)
+    group = make_group()
+    response = admin_client(root).post(f"/admin/auth/group/{group.pk}/change/", {"name": unique("renamed"), "permissions": []})
+    assert response.status_code == 302, response.content
+    stream.mark()
+    group.refresh_from_db()
+    group.save()
+    group.delete()
+    assert [payload["kind"] for payload in stream.new_events()] == ["model.updated", "model.deleted"]
 
 
 @transactional
