@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from .api import announce
+from .links import checked_url
 from .models import Audience, Event, Receipt
 
 RECIPIENTS_SHOWN = 20
@@ -32,15 +33,15 @@ class AnnouncementForm(forms.Form):
     url = forms.CharField(
         required=False,
         max_length=Event._meta.get_field("url").max_length,
-        help_text="Optional link: a path on this site (/news/) or an http(s) URL.",
+        help_text="Optional link: a path on this site (/news/) or an http(s) URL of this site.",
     )
     audience = forms.ChoiceField(choices=Audience.choices, initial=Audience.ALL, widget=forms.RadioSelect)
 
     def clean_url(self):
-        url = self.cleaned_data["url"].strip()
-        if url and not url.startswith(("/", "http://", "https://")):
-            raise forms.ValidationError("Use a path starting with / or an http(s) URL.")
-        return url
+        try:
+            return checked_url(self.cleaned_data["url"])
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
 
 
 @admin.register(Event)

@@ -22,6 +22,7 @@ from django.http.request import split_domain_port, validate_host
 from notifications import cursors
 from notifications.authorization import inbox_routes, inbox_routes_of
 from notifications.conf import WEBSOCKET_PATH, app_settings
+from notifications.links import allowed_hosts
 from notifications.sessions import check_sessions
 from notifications.tickets import check_ticket
 
@@ -91,16 +92,6 @@ def identify_by_ticket(ticket):
     if check.user is None:
         return Refused("ticket", check.refusal)
     return identify(check, session_key, "ticket", inbox_routes(check.user))
-
-
-def allowed_hosts():
-    """
-    ALLOWED_HOSTS as Django applies it, except "*": a host header may be anything behind a proxy
-    that checks it, but an Origin of anywhere would let any site use a visitor's session.
-    """
-    if settings.DEBUG and not settings.ALLOWED_HOSTS:
-        return [".localhost", "127.0.0.1", "[::1]"]
-    return [host for host in settings.ALLOWED_HOSTS if host != "*"]
 
 
 def origin_allowed(origin):

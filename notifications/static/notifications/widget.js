@@ -48,17 +48,22 @@ function el(tag, className, text) {
   return node;
 }
 
-/** The href to use for an event's URL: relative ("/...") or http(s) only, else null. */
-export function safeUrl(url) {
+/**
+ * The href to use for an event's URL, or null: only links into this site (the page's origin):
+ * a path, or an http(s) URL of this origin. Other sites, scheme-relative `//host/` URLs and
+ * other schemes are not links (the server refuses them too, docs/security.md).
+ */
+export function safeUrl(url, origin = window.location.origin) {
   if (typeof url !== "string" || !url) return null;
   const trimmed = url.trim();
-  if (!trimmed.startsWith("/") && !/^https?:\/\//i.test(trimmed)) return null;
+  if (!/^\/(?![\/\\])/.test(trimmed) && !/^https?:\/\//i.test(trimmed)) return null;
   try {
-    const parsed = new URL(trimmed, window.location.href);
-    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+    const parsed = new URL(trimmed, origin);
+    return parsed.origin === origin ? parsed.href : null;
   } catch {
     return null;
   }
+}
 }
 
 /** Milliseconds to wait before reconnection attempt `attempt` (0, 1, ...): full jitter. */
