@@ -12,9 +12,12 @@ import re
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from notifications import notify
+from notifications.events import create_inbox_event
+from notifications.models import Event
 
 from ..factories import make_user, session_store
 
@@ -120,7 +123,11 @@ def test_mark_one_and_mark_all_read_update_the_badge_and_survive_a_reload(browse
 def test_event_text_is_shown_as_text_never_as_html(browsers):
     user = make_user("target")
     widget = browsers.open(user, "/")
-    notify(user, XSS, body=f"Body {XSS}", url="javascript:alert(1)")
+    # notify() refuses such a link; the widget must not follow one all the same (a row written
+    # before that rule, or by other code): made with the layer beneath notify().
+    create_inbox_event(
+        Event(title=XSS, body=f"Body {XSS}", url="javascript:alert(1)"), users=get_user_model().objects.filter(pk=user.pk)
+    )
 
     toast = widget.toast(XSS)
     expect(toast).to_be_visible()

@@ -64,7 +64,6 @@ export function safeUrl(url, origin = window.location.origin) {
     return null;
   }
 }
-}
 
 /** Milliseconds to wait before reconnection attempt `attempt` (0, 1, ...): full jitter. */
 export function backoffDelay(attempt, random = Math.random) {
