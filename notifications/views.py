@@ -3,26 +3,44 @@ HTTP endpoints of the notifications app: JSON in, JSON out, session authenticati
 
 Every answer is JSON, errors included, so the widget never has to parse an HTML error page:
 401 when not logged in, 400 for bad parameters, 403 for a failed CSRF check, 404 for an event
-not in the user's feed, 405 for a wrong method.
+not in the user's feed, 405 for a wrong method, and 503 with Retry-After while Redis or the
+database is unreachable (the widget then retries with its backoff instead of giving up).
 """
 
+import logging
 from functools import wraps
 from urllib.parse import urlencode
 
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.http.request import split_domain_port
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import decorator_from_middleware
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from redis.exceptions import RedisError
 
 from . import feed
 from .conf import WEBSOCKET_PATH, app_settings
 from .publishing import event_payload
 from .tickets import issue_ticket
 
+try:
+    from django_redis.exceptions import ConnectionInterrupted
+except ImportError:  # django-redis is optional; without it, redis-py's own errors are all there is
+    ConnectionInterrupted = RedisError
+
+logger = logging.getLogger(__name__)
+
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# Seconds a client should wait before asking again while a backend is down: long enough not to
+# hammer it, short enough that a restarted server is noticed soon.
+RETRY_AFTER_SECONDS = 5
+# What reaching each backend raises when it is down. django-redis's cache methods wrap redis-py's
+# errors in ConnectionInterrupted; the connections it hands out raise them as they are.
+REDIS_ERRORS = (RedisError, ConnectionInterrupted)
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 def json_error(status, error, message, **headers):
@@ -30,6 +48,22 @@ def json_error(status, error, message, **headers):
     for name, value in headers.items():
         response[name] = value
     return response
+
+
+def unavailable(request, error):
+    """
+    503 for a request that needed Redis or the database while it was unreachable: one warning
+    line naming what is down (not a traceback per request: an outage fails every request).
+    """
+    backend = "Redis" if isinstance(error, REDIS_ERRORS) else "The database"
+    reason = " ".join(str(error).split()) or type(error).__name__  # drivers' messages span lines
+    logger.warning("%s is unreachable; %s %s answered 503: %s", backend, request.method, request.path, reason)
+    return json_error(
+        503,
+        "unavailable",
+        f"{backend} is unreachable; try again in a few seconds.",
+        **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 class JsonCsrfViewMiddleware(CsrfViewMiddleware):
@@ -40,16 +74,23 @@ class JsonCsrfViewMiddleware(CsrfViewMiddleware):
 
 
 def api_view(*methods):
-    """A JSON endpoint: allowed methods, a logged-in user, Django's CSRF check, never cached."""
+    """
+    A JSON endpoint: allowed methods, a logged-in user, Django's CSRF check, never cached, and a
+    503 while a backend is down. The user is looked up here (request.user is lazy, and its
+    session may live in the database), so an outage met there is answered like one in the view.
+    """
 
     def decorator(view):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
             if request.method not in methods:
                 return json_error(405, "method_not_allowed", f"Use {' or '.join(methods)}.", Allow=", ".join(methods))
-            if not request.user.is_authenticated:
-                return json_error(401, "not_authenticated", "Log in first.")
-            return view(request, *args, **kwargs)
+            try:
+                if not request.user.is_authenticated:
+                    return json_error(401, "not_authenticated", "Log in first.")
+                return view(request, *args, **kwargs)
+            except REDIS_ERRORS + DATABASE_ERRORS as error:
+                return unavailable(request, error)
 
         return csrf_exempt(never_cache(decorator_from_middleware(JsonCsrfViewMiddleware)(wrapper)))
 

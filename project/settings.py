@@ -144,6 +144,8 @@ LOGOUT_REDIRECT_URL = "/"
 # Models whose saves and deletes publish model.* events from any code path (admin edits of
 # any model publish admin.* events without this). auth.User is not listed: every login saves it.
 NOTIFICATIONS_TRACK_MODELS = env_list("NOTIFICATIONS_TRACK_MODELS")
+# The Redis stream of this deployment (deployments sharing a Redis each need their own).
+NOTIFICATIONS_STREAM_KEY = os.environ.get("NOTIFICATIONS_STREAM_KEY") or "notifications:events"
 WSSERVER_PUBLIC_URL = os.environ.get("WSSERVER_PUBLIC_URL", "")
 WSSERVER_ALLOWED_ORIGINS = env_list("WSSERVER_ALLOWED_ORIGINS")
 # Where the relay serves /metrics and its detailed /healthz ("127.0.0.1:9765"); unset: /metrics

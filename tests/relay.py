@@ -117,18 +117,18 @@ def server_env(settings_module="project.settings", extra_env=None):
     # The browser tests set this in the test process (Playwright runs an event loop there); the
     # servers must keep Django's check that no ORM call runs on an event loop.
     inherited.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    return dict(
-        inherited,
-        REDIS_URL=settings.CACHES["default"]["LOCATION"],
-        DATABASE_URL=database_url(),
-        DJANGO_SETTINGS_MODULE=settings_module,
-        PYTHONUNBUFFERED="1",
+    return {
+        **inherited,
+        "REDIS_URL": settings.CACHES["default"]["LOCATION"],
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "PYTHONUNBUFFERED": "1",
         # DEBUG with no ALLOWED_HOSTS: localhost and 127.0.0.1 are allowed hosts and Origins
         # (wsserver.auth), and runserver serves the static files.
-        DJANGO_DEBUG="1",
-        DJANGO_ALLOWED_HOSTS="",
-        **(extra_env or {}),
-    )
+        "DJANGO_DEBUG": "1",
+        "DJANGO_ALLOWED_HOSTS": "",
+        **(extra_env or {}),  # which may name another database or Redis
+    }
 
 
 def start_server(server_class, command, log_dir, port=None, settings_module="project.settings", extra_env=None, args=()):

@@ -177,9 +177,6 @@ async def authenticate_first_message(connection):
 
 def refusal_reason(cookie, ticket, timeout):
     """Why a socket is refused (4001): what its cookie and its ticket proved. Names no secret."""
-    parts = [str(cookie)] if cookie is not None else []
-    if isinstance(ticket, Refused):
-        parts.append(str(ticket))
-    else:
-        parts.append(f"no ticket within {timeout:g} s" if cookie is not None else f"no session cookie and no ticket within {timeout:g} s")
+    parts = [str(cookie) if cookie is not None else "no session cookie"]
+    parts.append(str(ticket) if isinstance(ticket, Refused) else f"no ticket as first message within {timeout:g} s")
     return "; ".join(parts)

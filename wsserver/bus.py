@@ -85,14 +85,14 @@ class StreamReader:
     the relay has learnt of the revocation (and held that connection's frames, see client.py).
 
     Outages are reported to the Diagnosis (`redis`, ERROR once with the address and the setting
-    to check; `database` when recovering needs the database and it is down), retried with
-    exponential backoff and full jitter.
+    to check; a database error, for it to examine), and retried with exponential backoff and
+    full jitter.
     """
 
-    def __init__(self, redis, deliver, control, recover, reconnected, diagnosis, database_down):
+    def __init__(self, redis, deliver, control, recover, reconnected, diagnosis):
         self.redis = redis
         self.deliver, self.control, self.recover, self.reconnected = deliver, control, recover, reconnected
-        self.diagnosis, self.database_down = diagnosis, database_down
+        self.diagnosis = diagnosis
         self.events_key = app_settings.NOTIFICATIONS_STREAM_KEY
         self.control_key = control_key()
         self.connected = False
@@ -133,7 +133,7 @@ class StreamReader:
                 await asyncio.sleep(next(delays))
                 continue
             except DatabaseError as exc:
-                self.database_down(exc)
+                self.diagnosis.database_failed(exc)
                 await asyncio.sleep(next(delays))
                 continue
             delays = backoff_delays()

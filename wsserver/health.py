@@ -33,7 +33,7 @@ from .bus import REDIS_DOWN
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER = 5  # seconds, for handshakes refused while the relay cannot serve
-READY_WAIT = 5.0  # seconds a handshake waits for a starting relay to reach Redis before 503
+READY_WAIT = 2.0  # seconds a handshake waits for a starting relay to reach Redis before 503
 INTERVAL = 10.0  # seconds between examinations while all is well
 INTERVAL_WHILE_ILL = 2.0  # and while something is wrong, so recovery is noticed soon
 # A publication newer than Redis's start by more than this, missing from its stream, is the
@@ -51,6 +51,7 @@ class Diagnosis:
         self.problems = {}
         self.since = {}
         self.reading = asyncio.Event()  # set once the Redis reader knows where live delivery begins
+        self.wake = asyncio.Event()  # examine now: an ORM call failed (the database down? a table missing?)
 
     def report(self, check, message):
         if self.problems.get(check) != message:
@@ -74,8 +75,15 @@ class Diagnosis:
         """Whether handshakes may proceed."""
         return self.reading.is_set() and not (self.problems.keys() & BLOCKING)
 
+    def database_failed(self, error):
+        """An ORM call failed: the next examination, now, says why (down, or not migrated)."""
+        logger.debug("Database error: %s", error)
+        self.wake.set()
+
     async def ready(self):
         """Whether handshakes may proceed, waiting a little for the reader at start (normally milliseconds)."""
+        if self.problems.keys() & BLOCKING:
+            return False
         if not self.reading.is_set():
             try:
                 await asyncio.wait_for(self.reading.wait(), READY_WAIT)
@@ -96,7 +104,7 @@ def database_name():
 
 
 def database_down(diagnosis, error):
-    """Report the database unreachable (handshakes and ORM calls that failed call this too)."""
+    """Report the database unreachable."""
     diagnosis.report(
         "database",
         f"The relay cannot reach its database ({database_name()}): {str(error).strip() or type(error).__name__}. "

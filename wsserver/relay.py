@@ -134,7 +134,7 @@ class Relay:
         try:
             return await check_handshake(connection, request, self.identify_session)
         except DatabaseError as error:
-            health.database_down(self.diagnosis, error)
+            self.diagnosis.database_failed(error)
             return health.unavailable()
 
     async def handle(self, connection):
@@ -169,7 +169,7 @@ class Relay:
             return None
         except (DatabaseError, RedisError) as error:
             if isinstance(error, DatabaseError):
-                health.database_down(self.diagnosis, error)
+                self.diagnosis.database_failed(error)
             logger.warning("Could not check the ticket of %s (%s): closed with 1013", address, error)
             await connection.close(TRY_AGAIN_LATER, "Cannot check tickets right now: try again later.")
             return None
@@ -200,7 +200,7 @@ class Relay:
         except ConnectionClosed:
             pass
         except DatabaseError as error:
-            health.database_down(self.diagnosis, error)
+            self.diagnosis.database_failed(error)
             await connection.close(TRY_AGAIN_LATER, "Database unavailable: reconnect later.")
         finally:
             client.close()

@@ -21,6 +21,8 @@ import time
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 from websockets.asyncio.server import serve
 from websockets.protocol import State
 
@@ -66,17 +68,21 @@ def database_recovery(hub):
     return recover
 
 
-async def drain_outbox():
+async def drain_outbox(diagnosis):
     """
-    Publish committed events that missed Redis, once a second (see notifications.outbox). A
-    failure that repeats (the database down, a migration not applied) is logged once, then once a
-    minute.
+    Publish committed events that missed Redis, once a second (see notifications.outbox). The
+    database failing is the examination's to name; another failure that repeats is logged once,
+    then once a minute.
     """
     last_failure, last_logged = None, float("-inf")
     while True:
         await asyncio.sleep(OUTBOX_INTERVAL)
         try:
             published = await run_sync(outbox.drain)
+        except DatabaseError as error:
+            diagnosis.database_failed(error)
+        except RedisError:
+            pass  # the reader names Redis outages
         except Exception as error:
             if str(error) != last_failure or time.monotonic() - last_logged > 60:
                 logger.error("Could not drain the outbox: %s", str(error).strip() or type(error).__name__)
@@ -95,7 +101,9 @@ async def examine_periodically(diagnosis, redis):
             await health.examine(diagnosis, redis, run_sync)
         except Exception:
             logger.exception("Could not examine the relay's configuration")
-        await asyncio.sleep(health.INTERVAL if diagnosis.healthy else health.INTERVAL_WHILE_ILL)
+        diagnosis.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(diagnosis.wake.wait(), health.INTERVAL if diagnosis.healthy else health.INTERVAL_WHILE_ILL)
 
 
 async def recheck_periodically(relay, interval):
@@ -218,8 +226,7 @@ async def run(host, port, ready=None, reuse_port=False):
     ops_address = app_settings.WSSERVER_METRICS_ADDRESS
     relay = Relay(hub, redis, diagnosis, metrics_here=not ops_address)
     reader = bus.StreamReader(
-        reader_redis, hub.deliver, relay.control, database_recovery(hub), relay.recheck_all, diagnosis,
-        lambda error: health.database_down(diagnosis, error),
+        reader_redis, hub.deliver, relay.control, database_recovery(hub), relay.recheck_all, diagnosis
     )
 
     def started(cursor):
@@ -233,7 +240,7 @@ async def run(host, port, ready=None, reuse_port=False):
             loop.add_signal_handler(signum, stop.set)
     reading = asyncio.create_task(reader.run(lambda: run_sync(last_published_cursor), started))
     helpers = [
-        asyncio.create_task(drain_outbox()),
+        asyncio.create_task(drain_outbox(diagnosis)),
         asyncio.create_task(examine_periodically(diagnosis, redis)),
         asyncio.create_task(close_slow_clients(relay)),
     ]
