@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 
+from notifications import redisconf
 from notifications.conf import app_settings
 
 from . import relay as relays
@@ -87,7 +88,7 @@ class Stream:
 
     def __init__(self):
         self.key = app_settings.NOTIFICATIONS_STREAM_KEY
-        self.redis = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"], decode_responses=True)
+        self.redis = redis.Redis.from_url(redisconf.url(), decode_responses=True)
         self.mark()
 
     def mark(self):

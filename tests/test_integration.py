@@ -66,5 +66,7 @@ async def test_the_apps_work_in_a_project_with_its_own_user_model_and_session_en
         feed = await asyncio.to_thread(action, host_project, "feed", EMAIL)
         assert [(item["title"], item["read"]) for item in feed["results"]] == [("Hello from the host", False)]
         assert feed["unread_count"] == 1
+        # The host has no LOGGING setting: the relay logs its connections at INFO all the same.
+        assert f"INFO wsserver.relay: Connected {EMAIL}" in relay.output()
     finally:
         await asyncio.to_thread(relay.stop)
