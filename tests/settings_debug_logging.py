@@ -3,7 +3,7 @@ The project's settings with every logger at DEBUG, for the servers of tests/test
 (project/settings.py fixes the app's loggers at INFO and reads no log level from the
 environment). One third-party logger stays at INFO because at DEBUG it logs SQL parameters,
 session keys included, by design: `django.db.backends` (docs/security.md). websockets' own log
-is at DEBUG here too: the relay caps it at INFO itself, which this test proves.
+is at DEBUG here too: the relay caps it at WARNING itself, which this test proves.
 
 The MD5 hasher, as in the test process (tests/conftest.py), so runserver can check the password
 of a user the test created.

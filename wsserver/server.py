@@ -39,10 +39,11 @@ from .threads import run_sync
 
 logger = logging.getLogger(__name__)
 # websockets' own log: at DEBUG it prints request headers (the session cookie), refused request
-# lines (a ticket someone put in a URL) and frames (tickets). Capped at INFO, whatever the
-# logging configuration says, so no setting can make the relay log a secret.
+# lines (a ticket someone put in a URL) and frames (tickets); at INFO, two lines for every
+# connection and every /healthz probe, which the relay's own lines say better. Kept at WARNING,
+# whatever the logging configuration says, so no setting can make the relay log a secret.
 websockets_logger = logging.getLogger("wsserver.websockets")
-websockets_logger.setLevel(logging.INFO)
+websockets_logger.setLevel(logging.WARNING)
 
 OUTBOX_INTERVAL = 1.0
 SLOW_CLIENT_INTERVAL = 0.25

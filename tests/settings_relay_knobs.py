@@ -1,0 +1,13 @@
+"""
+The project's settings with the relay's timings and limits taken from the environment, so a test
+can make a relay re-check every second or replay less: WSSERVER_RECHECK_INTERVAL,
+WSSERVER_REPLAY_RATE, WSSERVER_REPLAY_BURST (numbers; unset: the defaults).
+"""
+
+import os
+
+from project.settings import *  # noqa: F401,F403
+
+for _name in ("WSSERVER_RECHECK_INTERVAL", "WSSERVER_REPLAY_RATE", "WSSERVER_REPLAY_BURST"):
+    if os.environ.get(_name):
+        globals()[_name] = float(os.environ[_name])
