@@ -294,6 +294,42 @@ async def test_events_committed_while_redis_is_down_arrive_once_when_it_is_back(
     assert "Lost Redis" in second.output() and "Redis is back" in second.output()
 
 
+@needs_own_redis
+async def test_a_process_that_could_not_publish_publishes_its_waiting_events_first(relay, ws_clients, redis_restarts):
+    """
+    Committed while Redis was down, then one more right after it came back empty: the newer
+    commit publishes the waiting ones first (before any relay's outbox drain could), so the
+    client sees them in commit order.
+    """
+    user = await call(make_user)
+    client, _ = await ws_clients.with_cookie(relay, await call(login, user))
+    await asyncio.to_thread(redis_restarts.stop_redis, True)
+    during = [f"during the outage {n}" for n in range(5)]
+    await notify_titles(user, during)  # in the outbox: this process is behind
+    await asyncio.to_thread(redis_restarts.start_redis)
+    await notify_titles(user, ["right after"])
+    await expect_titles(client, [*during, "right after"], timeout=15.0)
+
+
+@needs_own_redis
+async def test_after_redis_lost_its_data_another_process_publishes_the_outbox_first(relay, ws_clients, redis_restarts):
+    """
+    The events of a process that is idle since the outage wait in the outbox; another process
+    commits the moment Redis is back: the stream is not ready (Redis lost its data), so that
+    process publishes the outbox, oldest first, before its own event.
+    """
+    user = await call(make_user)
+    client, _ = await ws_clients.with_cookie(relay, await call(login, user))
+    await asyncio.to_thread(redis_restarts.stop_redis, True)
+    during = [f"during the outage {n}" for n in range(5)]
+    await notify_titles(user, during)
+    other = asyncio.create_task(asyncio.to_thread(_notify_from_another_process, user.pk, "from another process", True))
+    await asyncio.sleep(3.0)  # it has started and waits for Redis
+    await asyncio.to_thread(redis_restarts.start_redis)
+    await other
+    await expect_titles(client, [*during, "from another process"], timeout=15.0)
+
+
 def _post_demo_form(user, title):
     from django.test import Client
 
@@ -302,8 +338,17 @@ def _post_demo_form(user, title):
     return client.post("/", {"title": title, "body": ""}, HTTP_ACCEPT="application/json")
 
 
-def _notify_from_another_process(user_pk, title):
-    code = (
+def _notify_from_another_process(user_pk, title, once_redis_answers=False):
+    """notify() from a Django process of its own; it can wait for Redis to answer first, and then notify at once."""
+    wait = (
+        "import time; from notifications import redisconf\n"
+        "while True:\n"
+        "    try:\n"
+        "        redisconf.connection().ping(); break\n"
+        "    except Exception:\n"
+        "        time.sleep(0.01)\n"
+    )
+    code = (wait if once_redis_answers else "") + (
         "from django.contrib.auth import get_user_model; from notifications import notify; "
         f"notify(get_user_model().objects.get(pk={user_pk}), {title!r})"
     )
