@@ -17,6 +17,7 @@ from notifications import redisconf
 from notifications.conf import app_settings
 
 from . import relay as relays
+from .pg_server import postgres, servers_on_postgres  # noqa: F401 (fixtures of the tests that stop PostgreSQL)
 from .wsclient import WSClients
 
 

@@ -35,6 +35,7 @@ import pytest
 import redis
 from django.conf import settings
 
+from . import ci
 from . import relay as servers
 
 BIN_ROOT = Path("/usr/lib/postgresql")
@@ -59,15 +60,8 @@ full_page_writes = off
 """
 
 
-def in_ci():
-    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
-
-
 def unavailable(reason):
-    """Skip the test, or fail it in CI, where tests that stop the database must run."""
-    if in_ci():
-        pytest.fail(f"{reason}. These tests must run in CI: apt-get install {APT_PACKAGE} (.ci/run does).")
-    pytest.skip(f"{reason} (apt-get install {APT_PACKAGE} to run these tests)")
+    ci.unavailable(reason, APT_PACKAGE, "The tests that stop and restart PostgreSQL")
 
 
 def _version_key(bin_dir):

@@ -26,7 +26,7 @@ from websockets.exceptions import InvalidStatus
 
 from .aio import live_servers
 from .factories import make_user
-from .pg_server import login, postgres, servers_on_postgres  # noqa: F401 (fixtures)
+from .pg_server import login
 from .relay import DjangoServer, free_port, start_server
 
 pytestmark = live_servers

@@ -11,7 +11,7 @@ from notifications import announce, notify
 from notifications.models import Event
 from wsserver.replay import stored_entries
 
-from .aio import call, live_servers
+from .aio import call
 from .factories import login, make_group, make_user
 
 

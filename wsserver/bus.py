@@ -89,8 +89,9 @@ class StreamReader:
     full jitter.
     """
 
-    def __init__(self, redis, deliver, control, recover, reconnected, diagnosis):
+    def __init__(self, redis, deliver, control, recover, reconnected, diagnosis, backlog):
         self.redis = redis
+        self.backlog = backlog
         self.deliver, self.control, self.recover, self.reconnected = deliver, control, recover, reconnected
         self.diagnosis = diagnosis
         self.events_key = app_settings.NOTIFICATIONS_STREAM_KEY
@@ -109,9 +110,27 @@ class StreamReader:
         after = await latest_entry_id(self.redis, self.events_key)
         if after == "0-0":
             after = await last_published()
+        else:
+            await self._fill_backlog(after)
         self.control_after = await latest_entry_id(self.redis, self.control_key)
         self.after = after
         return after
+
+    async def _fill_backlog(self, newest):
+        """The stream's newest entries, up to `newest`, into the backlog (backlog.py), oldest first."""
+        entries, before = [], newest
+        while len(entries) < self.backlog.size:
+            page = await self.redis.xrevrange(self.events_key, max=before, count=min(BATCH, self.backlog.size - len(entries)))
+            if not page:
+                break
+            entries += page
+            before = f"({page[-1][0]}"
+        for entry_id, fields in reversed(entries):
+            try:
+                event_id, routes, event_json, created = decode_message(fields)
+            except (KeyError, ValueError):
+                continue
+            self.backlog.add(cursors.position(entry_id), event_id, routes, entry_id, event_json, created)
 
     async def run(self, last_published, started):
         """start(), then `started(cursor)`, then follow the streams until cancelled."""

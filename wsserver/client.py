@@ -204,7 +204,7 @@ class Client:
         try:
             async with self.replays.admit(str(self.identity.user_id)):
                 frames = await missed_frames(
-                    self.redis, since, until, self._all_routes(), int(time.time() * 1000), self.identity.joined_us
+                    self.redis, self.hub.backlog, since, until, self._all_routes(), int(time.time() * 1000), self.identity.joined_us
                 )
         except ReplayImpossible as error:
             self._release()

@@ -25,6 +25,7 @@ from notifications import cursors
 from notifications.topics import topic_of_route
 
 from . import metrics, protocol
+from .backlog import Backlog
 
 RECENT_EVENT_IDS = 100_000
 MAX_HELD_FRAMES = 10_000
@@ -69,6 +70,7 @@ class Hub:
         self.broadcasts = 0
         # When the most recently joined user of any connection joined (µs; see joined()).
         self.newest_join = 0
+        self.backlog = Backlog()  # what was delivered lately, for replays
 
     def follow(self, connection, routes):
         for route in routes:
@@ -109,6 +111,7 @@ class Hub:
         self._recent[event_id] = None
         if len(self._recent) > RECENT_EVENT_IDS:
             self._recent.popitem(last=False)
+        self.backlog.add(cursors.position(cursor), event_id, routes, cursor, event_json, created_us)
         reached = set()
         by_topic = {}  # topic → [frame, connections]: one frame and one broadcast per topic
         for route in routes:
@@ -179,6 +182,7 @@ class Hub:
 
     def resync_all(self):
         """Tell every connection that events were lost and it must reload over HTTP."""
+        self.backlog.clear()
         broadcast({connection for followers in self._followers.values() for connection in followers}, protocol.resync())
 
     def is_held(self, connection, reason):

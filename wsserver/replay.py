@@ -7,15 +7,18 @@ created before the user joined (the cursor counts from then at the earliest: `0-
 joined"), and nothing beyond NOTIFICATIONS_REPLAY_WINDOW seconds: a range reaching further back
 is not replayed, the client is told to resync over HTTP instead.
 
-The events come from the Redis stream while it still holds them. The part of the range older
-than the stream's oldest entry (trimmed by NOTIFICATIONS_STREAM_MAXLEN, or lost when Redis
-restarted without its data) comes from the database, which records each event's stream
-position; there, a query narrows the rows to those the followed routes can carry, so a replay
-loads what it sends and not the whole range. The relay's own reader recovers the same way when
-it finds such a gap (bus.StreamReader), unfiltered.
+The events come from the relay's backlog (backlog.py: what it delivered lately, which covers
+the stream's retention), then from the Redis stream for what the backlog does not hold (a relay
+that could not fill it), then from the database for the part of the range older than the
+stream's oldest entry (trimmed by NOTIFICATIONS_STREAM_MAXLEN, or lost when Redis restarted
+without its data), which records each event's stream position; there, a query narrows the rows
+to those the followed routes can carry, so a replay loads what it sends and not the whole
+range. The relay's own reader recovers the same way when it finds such a gap
+(bus.StreamReader), unfiltered.
 
-A replay's work is bounded: at most MAX_SCAN stream entries read and MAX_REPLAY events sent (or
-rows loaded); past either, resync. Its database part runs in threads of its own
+A replay's work is bounded: tuples in memory for the backlog's part (looked through in chunks
+between which the event loop serves others), at most MAX_SCAN stream entries read, MAX_REPLAY
+events sent or rows loaded; past either, resync. Its database part runs in threads of its own
 (threads.run_replay), so replays never hold up handshakes and subscriptions.
 """
 
@@ -132,24 +135,29 @@ def replay_start(since, now_ms, joined_us):
     return since
 
 
-async def missed_frames(redis, since, until, followed, now_ms, joined_us=None):
+async def missed_frames(redis, backlog, since, until, followed, now_ms, joined_us=None):
     """
     [(route, frame)] of everything in (since, until] the routes `followed` carry, oldest first,
-    each event once; ReplayImpossible.
+    each event once; ReplayImpossible. The newest part comes from the relay's backlog, what it
+    does not hold from the stream, what the stream does not hold from the database.
     """
     if until <= since:
         return []
     since = replay_start(since, now_ms, joined_us)
     if until <= since:
         return []
-    start, frames = await _stream_frames(redis, since, until, followed, joined_us)
-    if start > since + 1:
-        # What the stream does not hold: older than its oldest entry (trimmed, or lost when Redis
-        # restarted without its data), or all of it when Redis is unreachable. The database has
-        # every published position, but only for that part: the positions the stream holds are
-        # written to the database just after they are added, and may not be there yet (a relay
-        # draining the outbox after Redis came back).
-        frames = await run_replay(stored_frames, since, start - 1, followed, joined_us) + frames
+    held_from = backlog.first if backlog.first is not None and backlog.first <= until else until + 1
+    frames = await backlog.frames(max(since, held_from - 1), until, followed, joined_us) if held_from <= until else []
+    if held_from - 1 > since:
+        start, older = await _stream_frames(redis, since, held_from - 1, followed, joined_us)
+        if start > since + 1:
+            # What the stream does not hold: older than its oldest entry (trimmed, or lost when
+            # Redis restarted without its data), or all of it when Redis is unreachable. The
+            # database has every published position, but only for that part: the positions the
+            # stream holds are written to the database just after they are added, and may not be
+            # there yet (a relay draining the outbox after Redis came back).
+            older = await run_replay(stored_frames, since, start - 1, followed, joined_us) + older
+        frames = older + frames
     return list(_once(frames))
 
 

@@ -227,7 +227,7 @@ async def run(host, port, ready=None, reuse_port=False):
     ops_address = app_settings.WSSERVER_METRICS_ADDRESS
     relay = Relay(hub, redis, diagnosis, metrics_here=not ops_address)
     reader = bus.StreamReader(
-        reader_redis, hub.deliver, relay.control, database_recovery(hub), relay.recheck_all, diagnosis
+        reader_redis, hub.deliver, relay.control, database_recovery(hub), relay.recheck_all, diagnosis, hub.backlog
     )
 
     def started(cursor):

@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import sync_playwright
 
+from .. import ci
 from .. import relay as servers
 from ..factories import login
 from .widget import WidgetPage
@@ -42,14 +43,8 @@ document.addEventListener("notifications:event", (e) => window.__ntfEvents.push(
 """
 
 
-def in_ci():
-    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
-
-
 def unavailable(reason):
-    if in_ci():
-        pytest.fail(f"{reason}. The browser tests must run in CI: .ci/run installs Chromium with apt-get.")
-    pytest.skip(f"{reason} (apt-get install chromium to run the browser tests)")
+    ci.unavailable(reason, "chromium", "The browser tests")
 
 
 @pytest.fixture(scope="package")

@@ -12,7 +12,6 @@ import time
 import pytest
 
 from .. import pg_server
-from ..pg_server import postgres, servers_on_postgres  # noqa: F401 (fixtures)
 from . import conftest as browser_fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
