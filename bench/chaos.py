@@ -10,7 +10,10 @@ a fresh SQLite database (or, with --database postgres://..., that database, flus
 per client, in a few groups. Then:
 
 - `--publishers` processes (this script's `publish` command) call notify() and announce() at a
-  steady rate: to one user, to a group, to a few users, to a group and a user, to everyone;
+  steady rate: to one user, to a group, to a few users, to a group and a user, to everyone. Each
+  writes the ids of the events it created, in the order its calls returned, to its own file
+  (`publisher-<n>.commits`): that is the order they committed, since every call commits (in
+  autocommit) before it returns;
 - `--clients` WebSocket clients, one user each, spread over `--relays` runwsserver processes,
   record every event frame. When they lose their connection they reconnect with exponential
   backoff and full jitter, to whichever relay answers, and resume from their last cursor, as
@@ -25,9 +28,13 @@ per client, in a few groups. Then:
 After the publishers finish and the clients catch up, the checker compares, for each client,
 the event ids it received with the events the database addressed to its user (directly, through
 one of its groups, or to everyone) and prints the lost, duplicated, out-of-order (cursor not
-after the previous frame's) and unauthorized counts. The exit status is 0 only when all four are
-zero and no client was told to `resync`; otherwise it prints the first problems, each client's
-connection history and the tail of the relays' logs, and keeps the temporary directory.
+after the previous frame's), out-of-commit-order (events that reached the client after an event
+their own publisher committed later) and unauthorized counts. Cursors cannot show
+those: an event published late (from the outbox, after Redis came back) gets a later cursor than
+the events that overtook it, so only the publishers' own records of commit order reveal it. The
+exit status is 0 only when all of them are zero and no client was told to `resync`; otherwise it
+prints the first problems, each client's connection history and the tail of the relays' logs,
+and keeps the temporary directory.
 
 --short is the test suite's mode (tests/test_chaos.py): 5,000 events, 2 publishers, 50 clients,
 2 relays and each of those faults once, in about 40 seconds. Without it, publishing lasts longer
@@ -100,13 +107,16 @@ BACKOFF_BASE, BACKOFF_CAP = 0.05, 2.0  # client reconnection: full jitter, like 
 OPEN_TIMEOUT = 5.0
 WELCOME_TIMEOUT = 10.0
 
-SUMMARY_COUNTS = ("lost", "duplicated", "out-of-order", "unauthorized", "resyncs")
+# The summary line, in the format tests/test_chaos.py reads; the commit-order count follows on a
+# line of its own.
+COMMIT_ORDER_COUNT = "out-of-commit-order"
+COUNTS = ("lost", "duplicated", "out-of-order", COMMIT_ORDER_COUNT, "unauthorized", "resyncs")
 
 
 # Processes --------------------------------------------------------------------------------------
 
 
-def _die_with_parent():
+def die_with_parent():
     """
     preexec_fn of every child started here: on Linux it gets SIGKILL when this process dies, even
     by SIGKILL, so a killed run leaves no relay or publisher behind. (Redis, which devredis starts,
@@ -127,7 +137,7 @@ def spawn(args, env, log_path):
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
 
@@ -175,10 +185,15 @@ class Clock:
 
 @dataclass
 class RelayProcess:
-    """One `manage.py runwsserver 127.0.0.1:<port> --noreload`; restarted on the same port."""
+    """
+    One `manage.py runwsserver 127.0.0.1:<port> --noreload`, with its operations endpoints
+    (/metrics and the detailed /healthz: Redis reconnections, connections) on `ops_port`, as
+    WSSERVER_METRICS_ADDRESS puts them; restarted on the same ports.
+    """
 
     index: int
     port: int
+    ops_port: int
     log_path: Path
     process: subprocess.Popen = None
 
@@ -193,7 +208,7 @@ class RelayProcess:
 
     def start(self, env):
         args = [sys.executable, str(BASE_DIR / "manage.py"), "runwsserver", f"127.0.0.1:{self.port}", "--noreload"]
-        self.process = spawn(args, env, self.log_path)
+        self.process = spawn(args, env | {"WSSERVER_METRICS_ADDRESS": f"127.0.0.1:{self.ops_port}"}, self.log_path)
 
     async def wait_listening(self, timeout=START_TIMEOUT):
         deadline = time.monotonic() + timeout
@@ -210,9 +225,9 @@ class RelayProcess:
         raise RuntimeError(f"relay {self.index} did not listen on {self.port} within {timeout} s:\n{tail(self.log_path)}")
 
     def health(self):
-        """The relay's /healthz answer (blocking; None when it does not answer)."""
+        """The relay's detailed /healthz answer (blocking; None when it does not answer)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ops_port}/healthz", timeout=2) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             return json.loads(error.read())
@@ -248,7 +263,7 @@ class Run:
         self.redis = devredis.start(self.redis_dir)
 
     def stop_redis(self, lose_data):
-        """Killed with its dump deleted (all data lost), or SIGTERM (it saves, and reloads on start)."""
+        """Killed with its dump deleted (all data lost), or saved and stopped (it reloads the dump on start)."""
         from notifications import devredis
 
         if lose_data:
@@ -256,10 +271,10 @@ class Run:
             self.redis.wait(10)
             (self.redis_dir / "dump.rdb").unlink(missing_ok=True)
         else:
-            devredis.stop(self.redis)
+            devredis.stop(self.redis)  # SIGTERM: it saves its data first (it has save points)
 
     async def start_relays(self, count):
-        self.relays = [RelayProcess(n, free_port(), self.dir / f"relay-{n}.log") for n in range(count)]
+        self.relays = [RelayProcess(n, free_port(), free_port(), self.dir / f"relay-{n}.log") for n in range(count)]
         for relay in self.relays:
             relay.start(self.env)
         for relay in self.relays:
@@ -305,15 +320,22 @@ class Run:
 # The publishing processes ---------------------------------------------------------------------
 
 
+def commits_path(directory, index):
+    """Where publisher `index` writes the ids of its events in commit order, one a line."""
+    return Path(directory) / f"publisher-{index}.commits"
+
+
 def publish(args):
-    """`chaos.py publish`: notify()/announce() `count` times at `rate` per second, once told to go."""
+    """
+    `chaos.py publish`: notify()/announce() `count` times at `rate` per second, once told to go.
+    Each event's id is written as soon as its call returns, when its transaction has committed:
+    the file is this process's commit order, which the checker holds deliveries to.
+    """
     import django
 
     django.setup()
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-
-    from notifications import announce, notify
 
     users = list(get_user_model().objects.filter(username__startswith=USER_PREFIX).order_by("pk"))
     groups = list(Group.objects.filter(name__startswith=GROUP_PREFIX).order_by("pk"))
@@ -326,24 +348,32 @@ def publish(args):
             return 1
         time.sleep(0.01)
     started = time.monotonic()
-    for n in range(args.count):
-        delay = started + n / args.rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        title = f"p{args.index}-{n}"  # for people reading logs; the checker goes by event id
-        roll = rng.random()
-        if roll < ONE_USER:
-            notify(rng.choice(users), title)
-        elif roll < ONE_USER + ONE_GROUP:
-            notify(rng.choice(groups), title)
-        elif roll < ONE_USER + ONE_GROUP + SOME_USERS:
-            notify(rng.sample(users, rng.randint(2, 3)), title)
-        elif roll < ONE_USER + ONE_GROUP + SOME_USERS + EVERYONE:
-            announce(title)
-        else:  # a user who may be in the group too: still once
-            notify([rng.choice(groups), rng.choice(users)], title)
+    with open(commits_path(args.barrier, args.index), "w", buffering=1) as commits:  # a line at a time
+        for n in range(args.count):
+            delay = started + n / args.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            title = f"p{args.index}-{n}"  # for people reading logs; the checker goes by event id
+            event = publish_one(rng, users, groups, title)
+            commits.write(f"{event.pk}\n")
     print(f"published {args.count} in {time.monotonic() - started:.1f} s", flush=True)
     return 0
+
+
+def publish_one(rng, users, groups, title):
+    """One notify() or announce(), its addressing drawn by the shares above; the stored Event."""
+    from notifications import announce, notify
+
+    roll = rng.random()
+    if roll < ONE_USER:
+        return notify(rng.choice(users), title)
+    if roll < ONE_USER + ONE_GROUP:
+        return notify(rng.choice(groups), title)
+    if roll < ONE_USER + ONE_GROUP + SOME_USERS:
+        return notify(rng.sample(users, rng.randint(2, 3)), title)
+    if roll < ONE_USER + ONE_GROUP + SOME_USERS + EVERYONE:
+        return announce(title)
+    return notify([rng.choice(groups), rng.choice(users)], title)  # a user who may be in the group too: still once
 
 
 # Setting up (controller, synchronous ORM) -----------------------------------------------------
@@ -363,35 +393,53 @@ def setup_django(run, database_url):
         call_command("flush", interactive=False, verbosity=0)
 
 
-def create_users(count):
+def create_users(count, group_count=GROUPS):
     """
     [(user_id, Cookie header)]: one user per client, each logged in. Users fall in the groups by
-    index: one group each, except every fourth in none and every fifth in a second one.
+    index: one group each, except every (group_count + 1)th in none and every fifth in a second
+    one. All in bulk, sessions included: bench/soak.py creates 10,000.
     """
-    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import Group
-    from django.test import Client
 
     user_model = get_user_model()
+    password = make_password(None)  # unusable: nobody logs in with a password here
     users = user_model.objects.bulk_create(
-        [user_model(username=f"{USER_PREFIX}{n:03d}", password=make_password(None)) for n in range(count)]
+        [user_model(username=f"{USER_PREFIX}{n:03d}", password=password) for n in range(count)], batch_size=1000
     )
-    groups = Group.objects.bulk_create([Group(name=f"{GROUP_PREFIX}{n}") for n in range(GROUPS)])
+    groups = Group.objects.bulk_create([Group(name=f"{GROUP_PREFIX}{n}") for n in range(group_count)])
     memberships = []
     for n, user in enumerate(users):
-        if n % (GROUPS + 1) < GROUPS:
-            memberships.append(user_model.groups.through(user_id=user.pk, group_id=groups[n % (GROUPS + 1)].pk))
+        if n % (group_count + 1) < group_count:
+            memberships.append(user_model.groups.through(user_id=user.pk, group_id=groups[n % (group_count + 1)].pk))
         if n % 5 == 0:
-            memberships.append(user_model.groups.through(user_id=user.pk, group_id=groups[(n + 1) % GROUPS].pk))
-    user_model.groups.through.objects.bulk_create(memberships, ignore_conflicts=True)
-    logged_in = []
-    for user in users:
-        client = Client()
-        client.force_login(user)
-        logged_in.append((user.pk, f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"))
-    return logged_in
+            memberships.append(user_model.groups.through(user_id=user.pk, group_id=groups[(n + 1) % group_count].pk))
+    user_model.groups.through.objects.bulk_create(memberships, ignore_conflicts=True, batch_size=1000)
+    return list(zip((user.pk for user in users), log_in(users)))
+
+
+def log_in(users):
+    """
+    The Cookie header of a new database session for each user, holding what a login stores
+    (user id, backend, session auth hash), written in bulk: one login at a time would take
+    minutes for 10,000 users.
+    """
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.utils.crypto import get_random_string
+
+    store = SessionStore()
+    backend = settings.AUTHENTICATION_BACKENDS[0]
+    expires = store.get_expiry_date()
+    keys = [get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789") for _ in users]
+    sessions = []
+    for key, user in zip(keys, users):
+        data = {SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: backend, HASH_SESSION_KEY: user.get_session_auth_hash()}
+        sessions.append(store.model(session_key=key, session_data=store.encode(data), expire_date=expires))
+    store.model.objects.bulk_create(sessions, batch_size=1000)
+    return [f"{settings.SESSION_COOKIE_NAME}={key}" for key in keys]
 
 
 # Clients ----------------------------------------------------------------------------------------
@@ -530,11 +578,15 @@ class FaultRecord:
 
 
 class Faults:
-    """Injects faults one at a time and waits for the system to recover from each."""
+    """
+    Injects faults one at a time and waits for the system to recover from each. `all_connected`
+    says whether every client is connected again (a function: the clients may live elsewhere).
+    """
 
-    def __init__(self, run, clients):
+    def __init__(self, run, all_connected, recovery_timeout=RECOVERY_TIMEOUT):
         self.run = run
-        self.clients = clients
+        self.all_connected = all_connected
+        self.recovery_timeout = recovery_timeout
         self.records = []
         self._next_relay = 0
 
@@ -600,7 +652,7 @@ class Faults:
 
     async def _restart_redis(self, lose_data=True):
         """Stop Redis (killed and its dump deleted, or gracefully), leave it down DOWNTIME seconds, start it."""
-        how = "SIGKILL, dump deleted" if lose_data else "SIGTERM"
+        how = "SIGKILL, dump deleted" if lose_data else "SIGTERM, data saved"
         for relay in self.run.relays:
             relay.note(self.run.clock, f"stopping Redis ({how})")
         await asyncio.to_thread(self.run.stop_redis, lose_data)
@@ -621,7 +673,7 @@ class Faults:
             now = await self._reconnect_counts()
             return all(n > b for n, b in zip(now, before))
 
-        if await wait_until(reconnected, RECOVERY_TIMEOUT):
+        if await wait_until(reconnected, self.recovery_timeout):
             return "; every relay read Redis again"
         print(f"warning: {self.run.clock.now():.1f} s: not every relay reconnected to Redis", flush=True)
         return "; NOT every relay read Redis again"
@@ -630,14 +682,14 @@ class Faults:
         """Seconds from the fault until every relay is healthy and every client connected; None on timeout."""
 
         async def healthy():
-            if not all(client.connected for client in self.clients):
+            if not self.all_connected():
                 return False
             healths = [await asyncio.to_thread(relay.health) for relay in self.run.relays]
             return all(h and h["status"] == "ok" for h in healths)
 
-        if await wait_until(healthy, RECOVERY_TIMEOUT):
+        if await wait_until(healthy, self.recovery_timeout):
             return self.run.clock.now() - since
-        print(f"warning: {self.run.clock.now():.1f} s: no recovery within {RECOVERY_TIMEOUT} s", flush=True)
+        print(f"warning: {self.run.clock.now():.1f} s: no recovery within {self.recovery_timeout} s", flush=True)
         return None
 
 
@@ -667,13 +719,22 @@ async def wait_until(condition, timeout, interval=0.1):
 
 @dataclass
 class Truth:
-    """What the database says: each event's stream position, and the events each user is addressed."""
+    """
+    What the database says: each event's stream position, and the events each user is addressed
+    (addressed_to). The addressees are kept as the Recipient rows name them (users, groups,
+    audiences) and each user's set is built when asked: bench/soak.py checks 10,000 users, whose
+    sets held at once would take gigabytes.
+    """
 
     positions: dict
-    expected: dict
+    by_user: dict  # user id → event ids
+    by_group: dict  # group id → event ids
+    by_audience: dict  # "all" / "staff" → event ids
+    groups: dict  # user id → group ids
+    staff: set  # user ids
 
     @classmethod
-    def load(cls, user_ids):
+    def load(cls):
         """From Recipient rows: to the user, to one of the user's groups, to everyone (staff: to staff)."""
         from django.contrib.auth import get_user_model
 
@@ -694,16 +755,54 @@ class Truth:
         for user_id, group_id in user_model.groups.through.objects.values_list("user_id", "group_id"):
             groups[user_id].add(group_id)
         staff = set(user_model.objects.filter(is_staff=True).values_list("pk", flat=True))
-        expected = {}
-        for user_id in user_ids:
-            ids = by_user[user_id] | by_audience["all"] | (by_audience["staff"] if user_id in staff else set())
-            for group_id in groups[user_id]:
-                ids |= by_group[group_id]
-            expected[user_id] = ids
-        return cls(positions, expected)
+        return cls(positions, by_user, by_group, by_audience, groups, staff)
+
+    def addressed_to(self, user_id):
+        """The ids of the events addressed to a user: directly, through its groups, to everyone (or staff)."""
+        ids = self.by_user[user_id] | self.by_audience["all"]
+        if user_id in self.staff:
+            ids |= self.by_audience["staff"]
+        for group_id in self.groups[user_id]:
+            ids |= self.by_group[group_id]
+        return ids
 
     def last_position(self, user_id):
-        return max((self.positions[event_id] or 0 for event_id in self.expected[user_id]), default=0)
+        return max((self.positions[event_id] or 0 for event_id in self.addressed_to(user_id)), default=0)
+
+
+@dataclass
+class CommitOrder:
+    """What the publishers recorded: event id → (publisher, index in that publisher's commit order)."""
+
+    of_event: dict
+
+    @classmethod
+    def load(cls, directory, publishers):
+        of_event = {}
+        for publisher in range(publishers):
+            for index, line in enumerate(commits_path(directory, publisher).read_text().split()):
+                of_event[int(line)] = (publisher, index)
+        return cls(of_event)
+
+    def inversions(self, frames):
+        """
+        (overtaking frame, late frame) for every event that reached the client after an event
+        its publisher committed later. Only an event's first copy counts (a later one is a
+        duplicate, counted as such), and events no publisher recorded are left out.
+        """
+        latest = {}  # publisher → (frame, commit index) of its latest-committed event received so far
+        seen, found = set(), []
+        for frame in frames:
+            if frame.event_id in seen or frame.event_id not in self.of_event:
+                continue
+            seen.add(frame.event_id)
+            publisher, index = self.of_event[frame.event_id]
+            overtaking = latest.get(publisher)
+            if overtaking is None or index > overtaking[1]:
+                latest[publisher] = (frame, index)
+            else:
+                found.append((overtaking[0], frame))
+        return found
 
 
 def outbox_size():
@@ -722,6 +821,7 @@ class Verdict:
     out_of_order: list  # (previous frame, frame)
     unauthorized: list
     moved: int  # frames whose cursor is not the event's stored position (published twice)
+    out_of_commit_order: list  # (overtaking frame, late frame): see CommitOrder.inversions
 
     @property
     def counts(self):
@@ -731,12 +831,13 @@ class Verdict:
             "out-of-order": len(self.out_of_order),
             "unauthorized": len(self.unauthorized),
             "resyncs": self.client.resyncs,
+            COMMIT_ORDER_COUNT: len(self.out_of_commit_order),
         }
 
 
-def judge(client, truth):
+def judge(client, truth, commit_order):
     received = Counter(frame.event_id for frame in client.frames)
-    expected = truth.expected[client.user_id]
+    expected = truth.addressed_to(client.user_id)
     return Verdict(
         client,
         lost=sorted(expected - received.keys()),
@@ -744,6 +845,7 @@ def judge(client, truth):
         out_of_order=[(a, b) for a, b in zip(client.frames, client.frames[1:]) if b.position <= a.position],
         unauthorized=sorted(received.keys() - expected),
         moved=sum(1 for frame in client.frames if truth.positions.get(frame.event_id) != frame.position),
+        out_of_commit_order=commit_order.inversions(client.frames),
     )
 
 
@@ -781,7 +883,7 @@ async def chaos(plan, run, users):
         run.go()
         started = run.clock.now()
         print(f"{started:5.1f} s  publishing {plan.events} events for ~{plan.duration:.0f} s", flush=True)
-        faults = Faults(run, clients)
+        faults = Faults(run, lambda: all(client.connected for client in clients))
         for n, kind in enumerate(plan.faults):
             await asyncio.sleep(max(0.0, started + plan.duration * (n + 1) / (len(plan.faults) + 1) - run.clock.now()))
             record = await faults.inject(kind)
@@ -800,8 +902,13 @@ async def chaos(plan, run, users):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    verdicts = [judge(client, truth) for client in clients]
-    return verdicts, {"published_in": published_in, "faults": faults.records, "truth": truth, "outbox_left": outbox_left}
+    commit_order = CommitOrder.load(run.dir, plan.publishers)
+    verdicts = [judge(client, truth, commit_order) for client in clients]
+    stats = {
+        "published_in": published_in, "faults": faults.records, "truth": truth, "commit_order": commit_order,
+        "outbox_left": outbox_left,
+    }
+    return verdicts, stats
 
 
 async def wait_publishers(run, plan):
@@ -823,7 +930,7 @@ async def catch_up(clients):
     deadline = time.monotonic() + CATCH_UP_TIMEOUT
     while await asyncio.to_thread(outbox_size) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    truth = await asyncio.to_thread(Truth.load, [client.user_id for client in clients])
+    truth = await asyncio.to_thread(Truth.load)
     targets = {client.index: truth.last_position(client.user_id) for client in clients}
     await wait_until(
         lambda: all(client.highest_position >= targets[client.index] for client in clients),
@@ -840,7 +947,7 @@ def logged_total(paths, pattern):
 
 def report(plan, run, verdicts, stats):
     """Print the summary (and the details of any problem); whether the run passed."""
-    totals = {name: sum(verdict.counts[name] for verdict in verdicts) for name in SUMMARY_COUNTS}
+    totals = {name: sum(verdict.counts[name] for verdict in verdicts) for name in COUNTS}
     clients = [verdict.client for verdict in verdicts]
     deliveries = sum(len(client.frames) for client in clients)
     closes = Counter(connection.close_code for client in clients for connection in client.connections)
@@ -849,7 +956,7 @@ def report(plan, run, verdicts, stats):
     duration = run.clock.now()
     print()
     print(plan.describe())
-    print(" · ".join(f"{name} {totals[name]}" for name in SUMMARY_COUNTS))
+    print(" · ".join(f"{name} {totals[name]}" for name in COUNTS))
     codes = ", ".join(f"{code}×{n}" for code, n in sorted(closes.items(), key=str))
     print(
         f"duration {duration:.1f} s · publishing {stats['published_in']:.1f} s "
@@ -863,20 +970,20 @@ def report(plan, run, verdicts, stats):
         f"database {recovered} · frames whose cursor is not the event's stored position "
         f"{sum(verdict.moved for verdict in verdicts)}"
     )
-    failures = [name for name in SUMMARY_COUNTS if totals[name]]
+    failures = [name for name in COUNTS if totals[name]]
     if stats["outbox_left"]:
         failures.append(f"{stats['outbox_left']} event(s) still in the outbox")
     failures += [f"{FAULTS[r.kind]} at {r.at:.1f} s: no recovery" for r in stats["faults"] if r.recovered_in is None]
     failures += [f"client {client.index}: {error}" for client in clients for error in client.errors[:3]]
     if failures:
         print("FAILED: " + "; ".join(failures))
-        print_problems(verdicts, stats["truth"], run)
+        print_problems(verdicts, stats["truth"], stats["commit_order"], run)
     else:
         print("PASSED")
     return not failures
 
 
-def print_problems(verdicts, truth, run, clients_shown=5, ids_shown=10):
+def print_problems(verdicts, truth, commit_order, run, clients_shown=5, ids_shown=10):
     """The first problem clients: their bad frames, their connections; then the logs' tails."""
     from notifications import cursors
 
@@ -888,6 +995,10 @@ def print_problems(verdicts, truth, run, clients_shown=5, ids_shown=10):
 
     def frame(f):
         return f"{f.event_id} @{cursors.cursor(f.position)} on connection {f.connection} at {f.at:.2f} s"
+
+    def committed(f):
+        publisher, index = commit_order.of_event[f.event_id]
+        return f"{frame(f)} (publisher {publisher}'s commit {index})"
 
     def around(client, position):
         """The frames received just before and just after the first lost event's position."""
@@ -907,6 +1018,8 @@ def print_problems(verdicts, truth, run, clients_shown=5, ids_shown=10):
             print("  " + around(client, truth.positions[verdict.lost[0]]))
         for previous, late in verdict.out_of_order[:ids_shown]:
             print(f"  out of order: {frame(late)} after {frame(previous)}")
+        for overtaking, late in verdict.out_of_commit_order[:ids_shown]:
+            print(f"  out of commit order: {committed(late)} after {committed(overtaking)}")
         for duplicate in verdict.duplicated[:3]:
             print(f"  copies of {duplicate}: " + "; ".join(frame(f) for f in client.frames if f.event_id == duplicate))
         for n, connection in enumerate(client.connections):

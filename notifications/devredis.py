@@ -64,7 +64,7 @@ def start(directory, timeout=10.0):
             "--unixsocket", str(directory / SOCKET_NAME),
             "--unixsocketperm", "700",
             "--dir", str(directory),
-            "--save", "60 1",
+            "--save", "60", "1",
             "--appendonly", "no",
         ],
         stdout=log,

@@ -54,11 +54,12 @@ class Diagnosis:
         self.wake = asyncio.Event()  # examine now: an ORM call failed (the database down? a table missing?)
 
     def report(self, check, message):
-        if self.problems.get(check) != message:
+        """The check fails: logged when it starts failing (its words kept up to date meanwhile)."""
+        if check not in self.problems:
             logger.error(message)
-            self.problems[check] = message
-            self.since.setdefault(check, time.monotonic())
+            self.since[check] = time.monotonic()
             metrics.PROBLEMS.labels(check).set(1)
+        self.problems[check] = message
 
     def clear(self, check, recovery):
         """The problem is gone: log `recovery` ("Redis is back after {lasted}")."""
@@ -99,15 +100,17 @@ class Diagnosis:
 def database_name():
     """Which database the relay uses, for messages (never its password)."""
     settings = connections[deployment.events_database()].settings_dict
-    where = f" on {settings['HOST']}{':' + str(settings['PORT']) if settings.get('PORT') else ''}" if settings.get("HOST") else ""
-    return f"{settings['ENGINE'].rsplit('.', 1)[-1]} database {settings['NAME']!s}{where}"
+    vendor = settings["ENGINE"].rsplit(".", 1)[-1]
+    host = ":".join(str(part) for part in (settings.get("HOST"), settings.get("PORT")) if part)
+    return f"{vendor} database {settings['NAME']!s}" + (f" on {host}" if host else "")
 
 
 def database_down(diagnosis, error):
     """Report the database unreachable."""
+    reason = " ".join(str(error).split()) or type(error).__name__  # drivers' messages span lines
     diagnosis.report(
         "database",
-        f"The relay cannot reach its database ({database_name()}): {str(error).strip() or type(error).__name__}. "
+        f"The relay cannot reach its database ({database_name()}): {reason}. "
         "Handshakes are answered 503 until it is back; check DATABASES (DATABASE_URL).",
     )
 

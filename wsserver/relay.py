@@ -33,9 +33,9 @@ from .auth import (
     refusal_reason,
 )
 from .batching import Batched
-from .client import Client
+from .client import Client, authorize_sessions
 from .limits import ConnectionCaps, FloodGuard, ReplayGate
-from .threads import run_sync
+from .threads import run_in_background, run_sync
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ AUTH_FAILED = 4001
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 CLOSE_REASON_BYTES = 123  # the most a close frame's reason may hold
+RECHECK_BATCH = 200  # connections re-checked together (one query for their sessions)
 
 
 class ControlLog:
@@ -99,9 +100,38 @@ class Relay:
             client.access_changed()
 
     def recheck_all(self):
-        """After Redis came back: control messages may have been lost with it."""
-        for client in self.all_clients():
-            client.access_changed()
+        """
+        After Redis came back: control messages may have been lost with it. Everyone is looked at
+        again, in batches, without holding their frames: nothing is known to have changed, and
+        holding thousands of connections for the time it takes would stop their delivery.
+        """
+        self.spawn(self.recheck_clients(self.all_clients(), "reconnect"))
+
+    async def recheck_clients(self, clients, cause, pause=0.0):
+        """
+        Re-check these connections RECHECK_BATCH sessions at a time (one query for their sessions,
+        then each user's permissions as a subscribe costs them), in a thread of their own so
+        handshakes never wait behind them, `pause` seconds between batches. An answer is applied
+        only if no access change was learnt of for that connection while it was computed (a
+        control-driven re-check is then looking already).
+        """
+        for start in range(0, len(clients), RECHECK_BATCH):
+            batch = clients[start : start + RECHECK_BATCH]
+            requests, versions = {}, {}
+            for client in batch:
+                requests.setdefault(client.session_key, set()).update(client.subscriptions)
+                versions[client] = client.access_version
+            try:
+                answers = await run_in_background(authorize_sessions, requests)
+            except DatabaseError as error:  # the database down: the next round will look again
+                self.diagnosis.database_failed(error)
+                return
+            for client in batch:
+                if not client.closed and client.access_version == versions[client]:
+                    check, results = answers[client.session_key]
+                    wanted = set(client.subscriptions)
+                    self.spawn(client.apply_recheck(check, [(name, outcome) for name, outcome in results if name in wanted], cause))
+            await asyncio.sleep(pause)
 
     def all_clients(self):
         return [client for clients in self.clients.values() for client in clients]

@@ -31,9 +31,8 @@ from notifications.conf import app_settings
 
 from . import bus, health, metrics
 from .addresses import parse_address
-from .client import authorize_sessions
 from .hub import Hub
-from .relay import Relay
+from .relay import RECHECK_BATCH, Relay
 from .replay import ReplayImpossible, last_published_cursor, stored_entries
 from .threads import run_sync
 
@@ -50,8 +49,6 @@ SLOW_CLIENT_INTERVAL = 0.25
 TRY_AGAIN_LATER = 1013
 # Seconds a closing handshake may take; with SIGTERM, every socket closes within it.
 CLOSE_TIMEOUT = 3
-# Sessions re-checked together by the periodic re-check (one query for their sessions).
-RECHECK_BATCH = 200
 LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
 
 
@@ -110,37 +107,15 @@ async def examine_periodically(diagnosis, redis):
 async def recheck_periodically(relay, interval):
     """
     Every `interval` seconds, every connection's session and topics looked at again, for changes
-    that send no signal (QuerySet.update(), raw SQL, rows deleted in bulk): RECHECK_BATCH sessions
-    at a time (one query for their sessions, then each user's permissions as a subscribe costs),
-    spread over the interval. An answer is applied only if no access change was learnt of for
-    that connection while it was computed (a control-driven re-check is then looking already).
+    that send no signal (QuerySet.update(), raw SQL, rows deleted in bulk), in batches spread
+    over the interval (Relay.recheck_clients).
     """
     while True:
         started = time.monotonic()
         clients = relay.all_clients()
-        batches = [clients[i : i + RECHECK_BATCH] for i in range(0, len(clients), RECHECK_BATCH)]
-        for batch in batches:
-            await recheck_batch(relay, batch)
-            await asyncio.sleep(interval / (len(batches) + 1))
+        batches = -(-len(clients) // RECHECK_BATCH)
+        await relay.recheck_clients(clients, "periodic", pause=interval / (batches + 1))
         await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
-
-
-async def recheck_batch(relay, clients):
-    requests, versions = {}, {}
-    for client in clients:
-        requests.setdefault(client.session_key, set()).update(client.subscriptions)
-        versions[client] = client.access_version
-    try:
-        answers = await run_sync(authorize_sessions, requests)
-    except Exception as error:  # the database down: try again next time
-        logger.warning("Could not re-check %d connection(s): %s", len(clients), error)
-        return
-    for client in clients:
-        if client.closed or client.access_version != versions[client]:
-            continue
-        check, results = answers[client.session_key]
-        wanted = set(client.subscriptions)
-        relay.spawn(client.apply_recheck(check, [(name, outcome) for name, outcome in results if name in wanted], "periodic"))
 
 
 async def close_slow_clients(relay):
