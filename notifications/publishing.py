@@ -147,8 +147,9 @@ def publish(messages, catching_up=False, card=True):
     """
     Add messages to the stream, each unless it was published already, and record their
     positions on their rows; how many this call added. RedisError when Redis is unreachable;
-    StreamNotReady (nothing added) unless `catching_up`. `card`: leave the site's card
-    (deployment.py) beside them; relays, which are not the site, pass False.
+    StreamNotReady when the stream is not ready and not `catching_up` (nothing is added, or,
+    should Redis lose its data midway, what was added before is recorded). `card`: leave the
+    site's card (deployment.py) beside them; relays, which are not the site, pass False.
     """
     if not messages:
         return 0

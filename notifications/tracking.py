@@ -12,7 +12,9 @@ One action, one event: when the admin changes a tracked object it also logs the 
 first and logs after, within one transaction: the model event stored by the save is withdrawn
 when the log entry comes (admin_log.py calls `superseded`). It deletes first and logs before:
 the log entry announces the deletion (`deletion_logged`), and the model event is not made.
-Both are remembered per thread, a few at most, and forgotten at the end of each request.
+Both are remembered per thread (the latest REMEMBERED: the admin logs right after it saves, and
+announces as many deletions as it then makes), and forgotten at the start and end of each
+request.
 """
 
 import threading
@@ -21,6 +23,7 @@ from collections import OrderedDict
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_finished, request_started, setting_changed
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from .conf import app_settings
@@ -28,7 +31,7 @@ from .events import admin_url, create_object_events, withdraw
 from .models import Event, Kind
 
 VERBS = {Kind.MODEL_CREATED: "created", Kind.MODEL_UPDATED: "updated", Kind.MODEL_DELETED: "deleted"}
-REMEMBERED = 100_000  # per thread, per request: more than one admin action touches
+REMEMBERED = {"saved": 1_000, "deleting": 100_000}
 _connected = []
 _recent = threading.local()  # .saved: (label, pk) → model event; .deleting: (label, pk) → None
 
@@ -45,7 +48,7 @@ def _remember(name, key, value=None):
     memory = _remembered(name)
     memory.pop(key, None)
     memory[key] = value
-    if len(memory) > REMEMBERED:
+    if len(memory) > REMEMBERED[name]:
         memory.popitem(last=False)
 
 
@@ -84,7 +87,8 @@ def model_saved(sender, instance, created, raw, using, **kwargs):
     if not raw and sender._meta.apps is apps:
         event = model_event(instance, Kind.MODEL_CREATED if created else Kind.MODEL_UPDATED)
         for stored in create_object_events([event], source_db=using):
-            _remember("saved", (stored.target_type, stored.target_id), stored)
+            if transaction.get_connection(stored._state.db).in_atomic_block:  # else published already
+                _remember("saved", (stored.target_type, stored.target_id), stored)
 
 
 def model_deleted(sender, instance, using, **kwargs):
