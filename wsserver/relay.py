@@ -198,9 +198,10 @@ class Relay:
         except ConnectionClosed:
             return None
         except (DatabaseError, RedisError) as error:
+            # The outage is named once, by the examination (the database) or the reader (Redis).
             if isinstance(error, DatabaseError):
                 self.diagnosis.database_failed(error)
-            logger.warning("Could not check the ticket of %s (%s): closed with 1013", address, error)
+            logger.debug("Could not check the ticket of %s (%s): closed with 1013", address, error)
             await connection.close(TRY_AGAIN_LATER, "Cannot check tickets right now: try again later.")
             return None
         if isinstance(outcome, Identity):
