@@ -1101,12 +1101,17 @@ def controller(argv):
         verdicts, stats = asyncio.run(chaos(plan, run, users))
         passed = report(plan, run, verdicts, stats)
     finally:
-        run.stop()
-        if passed and not args.keep:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            print(f"logs and database kept in {directory}", flush=True)
+        finish(run, directory, passed, args.keep)
     return 0 if passed else 1
+
+
+def finish(run, directory, passed, keep):
+    """Stop everything the run started; delete its directory if it passed (and --keep was not given)."""
+    run.stop()
+    if passed and not keep:
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        print(f"logs and database kept in {directory}", flush=True)
 
 
 def publisher(argv):

@@ -166,10 +166,9 @@ class RawConnection(asyncio.Protocol):
                 self.ready.set_result(None)
 
     def _frames(self, data, now):
+        """RFC 6455 frames from the server (never masked); data frames go to _data, a close to _closed."""
         size = len(data)
         pos = 0
-        record = self.worker.record
-        search = MARKER.search
         while size - pos >= 2:
             first, second = data[pos], data[pos + 1]
             length = second & 0x7F
@@ -190,30 +189,35 @@ class RawConnection(asyncio.Protocol):
                 break
             opcode = first & 0x0F
             if opcode == 1 or opcode == 2:
-                match = search(data, start, end)
-                if match is not None:
-                    record(self, int(match[1]), int(match[2]), now)
-                else:
-                    self.worker.other_frames += 1
-                    if self.ready_on_welcome and not self.ready.done():
-                        if data.find(b'"type":"welcome"', start, end) >= 0:
-                            self.ready.set_result(None)
-                        else:
-                            self.ready.set_result("first frame was not welcome: " + data[start:end][:200].decode(errors="replace"))
+                self._data(data, start, end, now)
             elif opcode == 9:  # ping: pong with the same data (client frames are masked)
                 self._send(0xA, data[start:end])
-            elif opcode == 8:  # close: answer, record the code
-                code = int.from_bytes(data[start : start + 2], "big") if length >= 2 else 1005
-                self.close_code = code
-                self.worker.closed_by_server(code)
-                if not self.ready.done():
-                    self.ready.set_result(f"closed with {code}: {data[start + 2 : end].decode(errors='replace')}")
+            elif opcode == 8:  # close: record the code, answer
+                self.close_code = int.from_bytes(data[start : start + 2], "big") if length >= 2 else 1005
+                self._closed(data[start + 2 : end].decode(errors="replace"))
                 self._send(0x8, data[start : start + 2])
                 self.transport.close()
                 return
             pos = end
         if pos < size:
             self.buffer = data[pos:]
+
+    def _data(self, data, start, end, now):
+        match = MARKER.search(data, start, end)
+        if match is not None:
+            self.worker.record(self, int(match[1]), int(match[2]), now)
+            return
+        self.worker.other_frames += 1
+        if self.ready_on_welcome and not self.ready.done():
+            if data.find(b'"type":"welcome"', start, end) >= 0:
+                self.ready.set_result(None)
+            else:
+                self.ready.set_result("first frame was not welcome: " + data[start:end][:200].decode(errors="replace"))
+
+    def _closed(self, reason):
+        self.worker.closed_by_server(self.close_code)
+        if not self.ready.done():
+            self.ready.set_result(f"closed with {self.close_code}: {reason}")
 
     def _send(self, opcode, payload):
         # Masking key 0: masked bytes equal the payload. RFC 6455 wants unpredictable keys
@@ -361,23 +365,26 @@ async def connect_all(worker, opener, command):
     }
 
 
+def answer(message):
+    """One JSON line on stdout, for the controller."""
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def commands(limit=64 * 1024 * 1024):
+    """The controller's commands, one JSON object a line on stdin, until it closes it."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        yield json.loads(line)
+
+
 async def serve(backend):
     worker = Worker()
     opener = open_raw if backend == "raw" else open_library
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     window_cpu = window_started = 0.0
-
-    def answer(message):
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
-
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        command = json.loads(line)
+    async for command in commands():
         kind = command["cmd"]
         if kind == "connect":
             answer(await connect_all(worker, opener, command))

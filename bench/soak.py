@@ -58,7 +58,6 @@ import os
 import pickle
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -872,11 +871,7 @@ def main(argv):
         print("interrupted: stopping everything", flush=True)
         return 130
     finally:
-        run.stop()
-        if passed and not args.keep:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            print(f"logs and database kept in {directory}", flush=True)
+        chaos.finish(run, directory, passed, args.keep)
     return 0 if passed else 1
 
 

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]  # loadclient; notifications.cursors
 
-from loadclient import RawConnection, handshake, now_cpu  # noqa: E402
+from loadclient import RawConnection, answer, commands, handshake, now_cpu  # noqa: E402
 
 from notifications.cursors import SEQUENCES_PER_MS  # noqa: E402
 
@@ -80,40 +80,12 @@ class SoakConnection(RawConnection):
         if not self.lost.done():
             self.lost.set_result(self.close_code or 1006)
 
-    def _frames(self, data, now):
-        """RFC 6455 frames from the server (never masked, never fragmented by this relay)."""
-        size, pos = len(data), 0
-        while size - pos >= 2:
-            first, length = data[pos], data[pos + 1] & 0x7F
-            header = 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length, header = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length, header = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
-            start = pos + header
-            end = start + length
-            if end > size:
-                break
-            opcode = first & 0x0F
-            if opcode == 1:
-                self._text(data, start, end)
-            elif opcode == 9:
-                self._send(0xA, data[start:end])
-            elif opcode == 8:
-                self.close_code = int.from_bytes(data[start : start + 2], "big") if length >= 2 else 1005
-                if not self.ready.done():
-                    reason = data[start + 2 : end].decode(errors="replace")
-                    self.ready.set_result(f"closed with {self.close_code} before welcome: {reason}")
-                self._send(0x8, data[start : start + 2])
-                self.transport.close()
-                return
-            pos = end
-        if pos < size:
-            self.buffer = data[pos:]
+    def _data(self, data, start, end, now):
+        self._text(data, start, end)  # the relay sends text frames only
+
+    def _closed(self, reason):
+        if not self.ready.done():
+            self.ready.set_result(f"closed with {self.close_code} before welcome: {reason}")
 
     def _text(self, data, start, end):
         match = EVENT.match(data, start, end)
@@ -422,20 +394,8 @@ class Fleet:
 
 async def serve():
     """Answer the controller's commands, one JSON line each, until `stop` or the end of stdin."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=256 * 1024 * 1024)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     fleet = None
-
-    def answer(message):
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
-
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        command = json.loads(line)
+    async for command in commands(limit=256 * 1024 * 1024):
         kind = command["cmd"]
         if kind == "start":
             fleet = Fleet(command)
