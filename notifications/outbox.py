@@ -76,11 +76,11 @@ def publish_in_order(messages):
     """
     with _lock:
         if _state["behind"]:
-            return catch_up()  # the messages are committed: the outbox holds them too
+            return catch_up(own=len(messages))  # the messages are committed: the outbox holds them too
         try:
             return publish(messages)
         except StreamNotReady:
-            return catch_up(card=False)
+            return catch_up(own=len(messages))
         except RedisError as error:
             _state["behind"] = True
             logger.warning(
@@ -90,10 +90,11 @@ def publish_in_order(messages):
             return 0
 
 
-def catch_up(card=True):
+def catch_up(card=True, own=0):
     """
     Publish the whole outbox, oldest first, then mark the stream ready: nothing committed later
-    can overtake it. Errors leave the process behind, to try again with its next commit.
+    can overtake it. Errors leave the process behind, to try again with its next commit. `own`:
+    how many of the waiting events are the caller's fresh ones (only the others are news in the log).
     """
     published = 0
     try:
@@ -108,7 +109,7 @@ def catch_up(card=True):
             logger.warning("Could not publish the outbox (%s): events wait in it", error)
         _state["behind"] = True
         return published
-    if _state["behind"] or published:
+    if published > own:
         logger.info("Published %d waiting event(s) from the outbox", published)
     _state["behind"] = False
     return published
