@@ -6,6 +6,7 @@ complaints, with one worker and with several.
 
 import asyncio
 import signal
+import subprocess
 
 import pytest
 
@@ -51,7 +52,10 @@ async def test_a_relay_stopped_under_load_exits_without_a_traceback(relay_factor
     await asyncio.sleep(1.0)  # events flowing, handshakes and subscriptions answered
 
     relay.process.send_signal(signum)
-    returncode = await asyncio.to_thread(relay.process.wait, 15)
+    try:
+        returncode = await asyncio.to_thread(relay.process.wait, 15)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"The relay did not exit within 15 s of {signum!r}:\n{relay.output()}")
     stop.set()
     await publishing
     codes = await asyncio.gather(*readers)

@@ -142,12 +142,10 @@ class Relay:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def stop_background(self):
-        """Cancel what spawn() runs and wait for it, so nothing outlives the loop."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    @property
+    def background(self):
+        """What spawn() runs now."""
+        return list(self._tasks)
 
     # Handshakes ----------------------------------------------------------------------------------
 

@@ -49,6 +49,8 @@ SLOW_CLIENT_INTERVAL = 0.25
 TRY_AGAIN_LATER = 1013
 # Seconds a closing handshake may take; with SIGTERM, every socket closes within it.
 CLOSE_TIMEOUT = 3
+# Seconds the background work and the Redis clients get to stop, once the sockets are closed.
+STOP_WAIT = 1.0
 LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
 
 
@@ -253,10 +255,25 @@ async def run(host, port, ready=None, reuse_port=False):
             # A relay that no longer reads events must not keep sockets open as if it did.
             raise RuntimeError("The Redis reader stopped") from reading.exception()
     finally:
-        tasks = [reading, *helpers]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await relay.stop_background()
-        await redis.aclose()
-        await reader_redis.aclose()
+        await stop_tasks([reading, *helpers, *relay.background])
+        for client in (redis, reader_redis):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(client.aclose(), STOP_WAIT)
+
+
+async def stop_tasks(tasks):
+    """
+    Cancel the background work and wait for it, so that nothing outlives the loop (or complains
+    that its exception was never retrieved), but not forever: a task still running after
+    STOP_WAIT seconds is named in the log and left behind, and the relay exits all the same.
+    """
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=STOP_WAIT)
+    for task in done:
+        if not task.cancelled():
+            task.exception()  # retrieved: it ended the relay, or was logged where it happened
+    for task in pending:
+        logger.warning("Left behind at shutdown, still running: %s", task.get_coro().__qualname__)
