@@ -73,12 +73,16 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(autouse=True)
 def _show_relay_output_on_failure(request):
-    """When a test fails, print what the live servers logged during it (shown with the failure)."""
+    """
+    When a test fails, print what the servers logged during it (shown with the failure): those
+    alive when it started, and those it started, stopped since by their fixtures or not.
+    """
     offsets = {id(each): each.log_size() for each in relays.LIVE}
+    started = len(relays.STARTED)
     yield
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
-        for each in relays.LIVE:
+        for each in {id(server): server for server in [*relays.LIVE, *relays.STARTED[started:]]}.values():
             logged = each.output(offsets.get(id(each), 0))
             if logged:
                 print(f"--- {each.name} on port {each.port} logged:\n{logged}")

@@ -24,8 +24,16 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
-# Servers alive right now, so a failing test can show what they logged (conftest.py).
+# Servers alive right now, and every server started in this run, so a failing test can show what
+# they logged (conftest.py), those it stopped itself included.
 LIVE = []
+STARTED = []
+
+
+def track(server):
+    """Count a server in LIVE and STARTED (start_server does it; other launchers call it)."""
+    LIVE.append(server)
+    STARTED.append(server)
 
 
 def free_port():
@@ -162,7 +170,7 @@ def start_server(server_class, command, log_dir, port=None, settings_module="pro
             server.stop()
             raise RuntimeError(f"{command} did not listen on port {port} within {START_TIMEOUT} s:\n{server.output()}")
         time.sleep(0.05)
-    LIVE.append(server)
+    track(server)
     return server
 
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..relay import BASE_DIR, LIVE, ServerProcess, free_port
+from ..relay import BASE_DIR, ServerProcess, free_port, track
 from .install import clean_env, run
 from .web import Visitor
 
@@ -148,7 +148,7 @@ class Site:
                 stderr=log,
             )
         server = ServerProcess(port, process, log_path, name=f"the wheel site's {command}")
-        LIVE.append(server)  # conftest.py shows its log when a test fails
+        track(server)  # conftest.py shows its log when a test fails
         try:
             wait_until_serving(server, ready_path)
         except BaseException:
