@@ -19,10 +19,8 @@ from bisect import bisect_right
 from collections import deque
 
 from notifications.conf import app_settings
-from notifications.topics import topic_of_route
 
-from . import protocol
-from .replay import topic_for
+from .replay import frame_for, too_many
 
 # Entries kept: the stream's retention, at most 50,000 (about 500 bytes each).
 SIZE_LIMIT = 50_000
@@ -52,11 +50,8 @@ class Backlog:
         """The oldest position held; None when empty."""
         return self._positions[0] if self._positions else None
 
-    def __len__(self):
-        return len(self._positions)
-
     async def frames(self, since, until, followed, joined_us):
-        """[(event id, route, frame)] of the held events in (since, until] that `followed` routes carry."""
+        """[(event id, frame)] of the held events in (since, until] that `followed` routes carry."""
         frames = []
         positions, entries = list(self._positions), list(self._entries)  # a delivery may append meanwhile
         start = bisect_right(positions, since)
@@ -66,8 +61,9 @@ class Backlog:
             ):
                 if position > until:
                     return frames
-                route = topic_for(routes, followed)
-                if route is not None and (joined_us is None or created is None or created >= joined_us):
-                    frames.append((event_id, route, protocol.event(topic_of_route(route), cursor, event_json)))
+                frame = frame_for(cursor, routes, event_json, created, followed, joined_us)
+                if frame is not None:
+                    frames.append((event_id, frame))
+            too_many(len(frames))
             await asyncio.sleep(0)
         return frames

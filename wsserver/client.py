@@ -42,10 +42,10 @@ from .threads import run_sync
 
 logger = logging.getLogger(__name__)
 
-SESSION_ENDED = 4003
-TRY_AGAIN_LATER = 1013
 # How long a resume waits for this relay to reach a cursor another relay gave the client.
 CATCH_UP_SECONDS = 1.0
+# Seconds a replay may take, waiting for its turn included; longer: resync (live events wait meanwhile).
+REPLAY_TIMEOUT = 30.0
 
 
 def authorize_sessions(requests):
@@ -93,11 +93,13 @@ class Client:
         self.replays = replays  # limits.ReplayGate: what resumes may cost
         self.subscriptions = {}  # canonical topic name → routes it follows
         self.access_version = 0  # changes each time the relay learns access may have changed
+        self.settled = asyncio.Event()  # set while no re-check is pending (see access_changed)
+        self.settled.set()
         self.closed = False
         self._settle = None
         self._expiry = None
         self._welcome_position = 0
-        self._rechecking = self._recheck_again = False
+        self._rechecking = False
 
     async def start(self):
         """Follow the inbox, hold live events, then send `welcome` with the cursor they start after."""
@@ -115,6 +117,7 @@ class Client:
 
     def close(self):
         self.closed = True
+        self.settled.set()
         self._cancel_settle()
         if self._expiry is not None:
             self._expiry.cancel()
@@ -142,6 +145,7 @@ class Client:
             self._release()
             await self.connection.send(protocol.pong(command.ref))
         elif isinstance(command, protocol.Auth):
+            self._release()
             await self.connection.send(protocol.error("bad_request", "Already authenticated.", command.ref))
         return False
 
@@ -159,7 +163,7 @@ class Client:
         if self.closed:
             return
         if check.user is None:
-            await self.connection.close(SESSION_ENDED, "Session ended.")
+            await self.connection.close(protocol.SESSION_ENDED, "Session ended.")
             return
         for name, outcome in results:  # applied with no await since the version was compared
             if not isinstance(outcome, TopicError):
@@ -196,78 +200,97 @@ class Client:
             if since < self._welcome_position:
                 await self._resync()
             return
-        until = cursors.position(self.hub.cursor)
-        deadline = time.monotonic() + CATCH_UP_SECONDS
-        while until < since and time.monotonic() < deadline:  # another relay was ahead of this one
-            await asyncio.sleep(0.02)
-            until = cursors.position(self.hub.cursor)
         try:
-            async with self.replays.admit(str(self.identity.user_id)):
-                frames = await missed_frames(
-                    self.redis, self.hub.backlog, since, until, self._all_routes(), int(time.time() * 1000), self.identity.joined_us
-                )
-        except ReplayImpossible as error:
+            async with asyncio.timeout(REPLAY_TIMEOUT), self.replays.admit(str(self.identity.user_id)):
+                until, frames = await self._missed(since)
+        except (ReplayImpossible, TimeoutError) as error:
             self._release()
-            if error.code:
+            if getattr(error, "code", None):
                 await self.connection.send(protocol.error(error.code, str(error), ref))
             await self._resync()
             return
         if frames:
             metrics.REPLAYS.inc()
             metrics.REPLAYED_EVENTS.inc(len(frames))
-        for route, frame in frames:
-            if route in self._all_routes():  # still followed: a re-check may have ended it meanwhile
-                await self.connection.send(frame)
-        if self.closed:
-            return
-        if not self.hub.release(self.connection, RESUME, after=max(since, until)):
+        for frame in frames:
+            await self.connection.send(frame)
+        if not self.closed and not self.hub.release(self.connection, RESUME, after=max(since, until)):
             await self._resync()
+
+    async def _missed(self, since):
+        """
+        (until, frames): what was missed from `since` up to where this relay has read, on the
+        routes followed once no access change is pending: computed again if one was learnt of
+        meanwhile, so a replay never carries what a revocation the relay knows of took away.
+        """
+        while True:
+            await self.settled.wait()
+            version = self.access_version
+            until = cursors.position(self.hub.cursor)
+            deadline = time.monotonic() + CATCH_UP_SECONDS
+            while until < since and time.monotonic() < deadline:  # another relay was ahead of this one
+                await asyncio.sleep(0.02)
+                until = cursors.position(self.hub.cursor)
+            frames = await missed_frames(
+                self.redis, self.hub.backlog, since, until, self._all_routes(), int(time.time() * 1000), self.identity.joined_us
+            )
+            if version == self.access_version:
+                return until, frames
 
     def access_changed(self):
         """Access may have changed (a control message, the session's expiry): hold live frames and look again."""
+        if self.closed:
+            return
         self.access_version += 1
+        self.settled.clear()
         self.hub.hold(self.connection, RECHECK)
         self.spawn(self.recheck())
 
     async def recheck(self):
         """
         Look again at the session and the user as they are now (see access_changed), then deliver
-        what was held meanwhile, less what may no longer be seen. Several changes learnt of while
-        one re-check runs are covered by one more.
+        what was held meanwhile, less what may no longer be seen. Changes learnt of while one
+        re-check runs are covered by looking again before it ends.
         """
         if self._rechecking:
-            self._recheck_again = True  # the running check will look once more when done
-            return
+            return  # the running one sees the version change and looks again
         self._rechecking = True
         try:
-            self._recheck_again = True
-            while self._recheck_again:
-                self._recheck_again = False
+            while True:
                 version = self.access_version
                 check, results = await run_sync(authorize_topics, self.session_key, list(self.subscriptions))
-                if self.closed:
+                if self.closed or not await self.apply_recheck(check, results, "access", version):
                     return
-                if version != self.access_version:
-                    self._recheck_again = True  # a newer change: this answer may be stale
-                elif not await self.apply_recheck(check, results, "access"):
-                    return
+                if version == self.access_version:
+                    break
+            self._rechecking = False  # from here, a new change starts a re-check of its own
+            self.settled.set()
             if not self.hub.release(self.connection, RECHECK):
                 await self._resync()
         except DatabaseError:
             # Whether access ended cannot be told: nothing more is delivered; the client comes back later.
-            await self.connection.close(TRY_AGAIN_LATER, "Database unavailable: reconnect later.")
+            await self.connection.close(protocol.TRY_AGAIN_LATER, "Database unavailable: reconnect later.")
+        except Exception:
+            logger.exception("Could not re-check the access of user %s", self.identity.user_id)
+            await self.connection.close(protocol.INTERNAL_ERROR, "Could not check access: reconnect.")
         finally:
             self._rechecking = False
 
-    async def apply_recheck(self, check, results, cause):
+    async def apply_recheck(self, check, results, cause, version):
         """
-        Apply a re-check's answer: an ended session closes the socket with 4003 (False); topics
-        no longer allowed are unfollowed at once, then announced as unsubscribed; the others (the
-        inbox's groups, model:*) are followed as they now expand.
+        Apply a re-check's answer, unless the connection closed or learnt of an access change
+        since `version` (the answer may be stale: a newer look is due). An ended session closes
+        the socket with 4003 (False); topics no longer allowed are unfollowed at once, then
+        announced as unsubscribed; the others (the inbox's groups, model:*) are followed as they
+        now expand.
         """
+        if self.closed:
+            return False
+        if version != self.access_version:
+            return True
         metrics.RECHECKS.labels(cause).inc()
         if check.user is None:
-            await self.connection.close(SESSION_ENDED, "Session ended.")
+            await self.connection.close(protocol.SESSION_ENDED, "Session ended.")
             return False
         revoked = []
         for name, outcome in results:

@@ -18,6 +18,7 @@ Guards keep each connection's sequence exact and its own:
 
 import time
 from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 
 from websockets.asyncio.server import broadcast
 
@@ -26,6 +27,7 @@ from notifications.topics import topic_of_route
 
 from . import metrics, protocol
 from .backlog import Backlog
+from .replay import topic_for
 
 RECENT_EVENT_IDS = 100_000
 MAX_HELD_FRAMES = 10_000
@@ -37,8 +39,8 @@ RECHECK = "recheck"
 
 class Hold:
     """
-    Live frames kept for a held connection, oldest first, as (position, route, frame), for as
-    long as any of its reasons (RESUME, RECHECK) lasts; then those after `after` are sent.
+    Live frames kept for a held connection, oldest first, as HeldFrame, for as long as any of
+    its reasons (RESUME, RECHECK) lasts; then those after `after` are sent.
     """
 
     def __init__(self):
@@ -47,11 +49,33 @@ class Hold:
         self.reasons = set()
         self.after = -1
 
-    def keep(self, position, route, frame):
+    def keep(self, held):
         if len(self.frames) < MAX_HELD_FRAMES:
-            self.frames.append((position, route, frame))
+            self.frames.append(held)
         else:
             self.overflowed = True
+
+
+@dataclass(frozen=True)
+class HeldFrame:
+    """A frame waiting for a held connection, with what it takes to show it under another topic."""
+
+    position: int
+    topic: str
+    frame: str
+    routes: tuple  # all of the event's routes, most specific first
+    cursor: str
+    event_json: str
+
+    def for_routes(self, followed):
+        """This frame as a connection following `followed` gets it now: under another topic, or None."""
+        route = topic_for(self.routes, followed)
+        if route is None:
+            return None
+        topic = topic_of_route(route)
+        if topic == self.topic:
+            return self
+        return HeldFrame(self.position, topic, protocol.event(topic, self.cursor, self.event_json), self.routes, self.cursor, self.event_json)
 
 
 def _joined_by(connections, created_us):
@@ -127,21 +151,21 @@ class Hub:
                 if topic not in by_topic:
                     by_topic[topic] = [protocol.event(topic, cursor, event_json), set()]
                 frame, connections = by_topic[topic]
-                connections |= self._keep_held(recipients, route, frame, cursor)
+                connections |= self._keep_held(recipients, topic, frame, routes, cursor, event_json)
         for frame, connections in by_topic.values():
             broadcast(connections, frame)
         self.broadcasts += len(by_topic)
         metrics.DELIVERIES.inc(len(reached))
         return len(reached)
 
-    def _keep_held(self, recipients, route, frame, cursor):
-        """Keep the frame for held recipients (with the route it came by); the others."""
+    def _keep_held(self, recipients, topic, frame, routes, cursor, event_json):
+        """Keep the frame for held recipients; the others."""
         if self._held:
             held = recipients & self._held.keys()
             if held:
-                position = cursors.position(cursor)
+                kept = HeldFrame(cursors.position(cursor), topic, frame, tuple(routes), cursor, event_json)
                 for connection in held:
-                    self._held[connection].keep(position, route, frame)
+                    self._held[connection].keep(kept)
                 return recipients - held
         return recipients
 
@@ -165,20 +189,21 @@ class Hub:
         if hold.reasons:
             return True  # its frames wait for the other reason; an overflow is told when it ends
         del self._held[connection]
-        for position, _route, frame in hold.frames:
-            if position > hold.after:
-                broadcast([connection], frame)
+        for held in hold.frames:
+            if held.position > hold.after:
+                broadcast([connection], held.frame)
                 self.broadcasts += 1
         return not hold.overflowed
 
     def keep_held_only(self, connection, routes):
         """
-        Forget held frames that came by routes the connection no longer follows (unsubscribed,
-        or revoked): none may reach it after it was told so.
+        Keep the held frames as the routes the connection follows now would have delivered them:
+        those of events it no longer follows are forgotten (unsubscribed, or revoked: none may
+        reach it after it was told so), the others shown under their most specific topic still followed.
         """
         hold = self._held.get(connection)
         if hold is not None:
-            hold.frames = [held for held in hold.frames if held[1] in routes]
+            hold.frames = [kept for held in hold.frames if (kept := held.for_routes(routes)) is not None]
 
     def resync_all(self):
         """Tell every connection that events were lost and it must reload over HTTP."""

@@ -13,6 +13,13 @@ from dataclasses import dataclass
 
 MAX_REF_LENGTH = 64
 
+# Close codes (PROTOCOL.md).
+POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
+AUTH_FAILED = 4001
+SESSION_ENDED = 4003
+
 
 class ProtocolError(Exception):
     def __init__(self, code, message, ref=None):

@@ -39,9 +39,6 @@ from .threads import run_in_background, run_sync
 
 logger = logging.getLogger(__name__)
 
-AUTH_FAILED = 4001
-POLICY_VIOLATION = 1008
-TRY_AGAIN_LATER = 1013
 CLOSE_REASON_BYTES = 123  # the most a close frame's reason may hold
 RECHECK_BATCH = 200  # connections re-checked together (one query for their sessions)
 
@@ -127,10 +124,10 @@ class Relay:
                 self.diagnosis.database_failed(error)
                 return
             for client in batch:
-                if not client.closed and client.access_version == versions[client]:
-                    check, results = answers[client.session_key]
-                    wanted = set(client.subscriptions)
-                    self.spawn(client.apply_recheck(check, [(name, outcome) for name, outcome in results if name in wanted], cause))
+                check, results = answers[client.session_key]
+                wanted = set(client.subscriptions)
+                mine = [(name, outcome) for name, outcome in results if name in wanted]
+                self.spawn(client.apply_recheck(check, mine, cause, versions[client]))
             await asyncio.sleep(pause)
 
     def all_clients(self):
@@ -169,7 +166,7 @@ class Relay:
         address = client_address(connection)
         if not self.caps.admit_ip(address):
             metrics.REFUSED.labels("connections_per_ip").inc()
-            await connection.close(TRY_AGAIN_LATER, "Too many connections from your address.")
+            await connection.close(protocol.TRY_AGAIN_LATER, "Too many connections from your address.")
             return
         try:
             identity = await self.authenticate(connection, address)
@@ -178,7 +175,7 @@ class Relay:
             user_key = str(identity.user_id)
             if not self.caps.admit_user(user_key):
                 metrics.REFUSED.labels("connections_per_user").inc()
-                await connection.close(TRY_AGAIN_LATER, "Too many connections for this user.")
+                await connection.close(protocol.TRY_AGAIN_LATER, "Too many connections for this user.")
                 return
             try:
                 await self.serve_client(connection, identity, address)
@@ -200,14 +197,14 @@ class Relay:
             if isinstance(error, DatabaseError):
                 self.diagnosis.database_failed(error)
             logger.debug("Could not check the ticket of %s (%s): closed with 1013", address, error)
-            await connection.close(TRY_AGAIN_LATER, "Cannot check tickets right now: try again later.")
+            await connection.close(protocol.TRY_AGAIN_LATER, "Cannot check tickets right now: try again later.")
             return None
         if isinstance(outcome, Identity):
             return outcome
         reason = refusal_reason(connection.refused, outcome, app_settings.WSSERVER_AUTH_TIMEOUT)
         logger.info("Refused %s: %s", address, reason)
         metrics.REFUSED.labels("authentication").inc()
-        await connection.close(AUTH_FAILED, _fit(f"Authentication failed: {reason}."))
+        await connection.close(protocol.AUTH_FAILED, _fit(f"Authentication failed: {reason}."))
         return None
 
     async def serve_client(self, connection, identity, address):
@@ -230,7 +227,7 @@ class Relay:
             pass
         except DatabaseError as error:
             self.diagnosis.database_failed(error)
-            await connection.close(TRY_AGAIN_LATER, "Database unavailable: reconnect later.")
+            await connection.close(protocol.TRY_AGAIN_LATER, "Database unavailable: reconnect later.")
         finally:
             client.close()
             metrics.CONNECTIONS.dec()
@@ -248,13 +245,13 @@ class Relay:
             verdict = guard.admit()
             if verdict == "close":
                 metrics.REFUSED.labels("flood").inc()
-                await connection.close(POLICY_VIOLATION, "Too many messages.")
+                await connection.close(protocol.POLICY_VIOLATION, "Too many messages.")
             elif verdict == "refuse":
                 metrics.REFUSED.labels("rate_limited").inc()
                 await connection.send(protocol.error("rate_limited", "Too many messages: slow down.", None))
             elif verdict == "accept" and guard.malformed(await client.handle(frame)):
                 metrics.REFUSED.labels("malformed").inc()
-                await connection.close(POLICY_VIOLATION, "Too many malformed frames.")
+                await connection.close(protocol.POLICY_VIOLATION, "Too many malformed frames.")
 
     def detailed_health(self, reader):
         """/healthz where /metrics is served: what is wrong, in words, and the numbers behind it."""

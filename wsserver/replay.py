@@ -60,6 +60,19 @@ def topic_for(routes, followed):
     return None
 
 
+def frame_for(cursor, routes, payload, created_us, followed, joined_us):
+    """The event frame a connection following `followed` gets for this event, or None: not its topic, or before it joined."""
+    route = topic_for(routes, followed)
+    if route is None or (joined_us is not None and created_us is not None and created_us < joined_us):
+        return None
+    return protocol.event(topic_of_route(route), cursor, payload)
+
+
+def too_many(count):
+    if count > MAX_REPLAY:
+        raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay")
+
+
 def stored_entries(since, until=None, followed=None):
     """
     (cursor, event id, routes, event JSON, created µs) of the events stored with stream positions
@@ -108,18 +121,22 @@ def _with_proxies(label):
     }
 
 
+def last_published_position():
+    """The stream position of the newest event the database records as published, 0 if none (ORM)."""
+    return Event.objects.aggregate(last=Max("stream_position"))["last"] or 0
+
+
 def last_published_cursor():
-    """The cursor of the newest event the database records as published, "0-0" if none (ORM)."""
-    return cursors.cursor(Event.objects.aggregate(last=Max("stream_position"))["last"] or 0)
+    return cursors.cursor(last_published_position())
 
 
 def stored_frames(since, until, followed, joined_us):
-    """(event id, route, frame) of the stored events in (since, until] for `followed` routes."""
+    """(event id, frame) of the stored events in (since, until] for `followed` routes."""
     frames = []
     for cursor, event_id, routes, payload, created in stored_entries(since, until, followed):
-        route = topic_for(routes, followed)
-        if route is not None and (joined_us is None or created >= joined_us):
-            frames.append((event_id, route, protocol.event(topic_of_route(route), cursor, payload)))
+        frame = frame_for(cursor, routes, payload, created, followed, joined_us)
+        if frame is not None:
+            frames.append((event_id, frame))
     return frames
 
 
@@ -137,9 +154,9 @@ def replay_start(since, now_ms, joined_us):
 
 async def missed_frames(redis, backlog, since, until, followed, now_ms, joined_us=None):
     """
-    [(route, frame)] of everything in (since, until] the routes `followed` carry, oldest first,
-    each event once; ReplayImpossible. The newest part comes from the relay's backlog, what it
-    does not hold from the stream, what the stream does not hold from the database.
+    The frames of everything in (since, until] the routes `followed` carry, oldest first, each
+    event once; ReplayImpossible. The newest part comes from the relay's backlog, what it does not
+    hold from the stream, what the stream does not hold from the database.
     """
     if until <= since:
         return []
@@ -149,24 +166,26 @@ async def missed_frames(redis, backlog, since, until, followed, now_ms, joined_u
     held_from = backlog.first if backlog.first is not None and backlog.first <= until else until + 1
     frames = await backlog.frames(max(since, held_from - 1), until, followed, joined_us) if held_from <= until else []
     if held_from - 1 > since:
-        start, older = await _stream_frames(redis, since, held_from - 1, followed, joined_us)
+        older_until = held_from - 1
+        start, older = await _stream_frames(redis, since, older_until, followed, joined_us)
         if start > since + 1:
             # What the stream does not hold: older than its oldest entry (trimmed, or lost when
             # Redis restarted without its data), or all of it when Redis is unreachable. The
             # database has every published position, but only for that part: the positions the
             # stream holds are written to the database just after they are added, and may not be
             # there yet (a relay draining the outbox after Redis came back).
-            older = await run_replay(stored_frames, since, start - 1, followed, joined_us) + older
+            older = await run_replay(stored_frames, since, min(start - 1, older_until), followed, joined_us) + older
         frames = older + frames
+    too_many(len(frames))
     return list(_once(frames))
 
 
 async def _stream_frames(redis, since, until, followed, joined_us):
     """
-    (start, frames): the frames of the stream's entries in [start, until], where `start` is the
-    first position after `since` the stream can vouch for; what comes before it is the database's
-    to give. start = until + 1 when the stream gives nothing (Redis down, or it lost entries while
-    we paged).
+    (start, [(event id, frame)]): the frames of the stream's entries in [start, until], where
+    `start` is the first position after `since` the stream can vouch for; what comes before it is
+    the database's to give. start = until + 1 when the stream gives nothing: Redis is down, or
+    it lost entries of the range while we read it (its oldest entry moved past `start`).
     """
     key = app_settings.NOTIFICATIONS_STREAM_KEY
     nothing = until + 1, []
@@ -181,25 +200,29 @@ async def _stream_frames(redis, since, until, followed, joined_us):
         while after < until:
             entries = await redis.xrange(key, min=f"({cursors.cursor(after)}", max=cursors.cursor(until), count=PAGE)
             if not entries:
-                return nothing  # nothing in the range, or the stream lost the rest while we paged
+                break  # the range is read through
             scanned += len(entries)
+            if scanned > MAX_SCAN:
+                raise ReplayImpossible(f"more than {MAX_SCAN} stream entries to look through")
             for entry_id, fields in entries:
                 event_id, routes, payload, created = decode_message(fields)
-                route = topic_for(routes, followed)
-                if route is not None and (joined_us is None or created is None or created >= joined_us):
-                    frames.append((event_id, route, protocol.event(topic_of_route(route), entry_id, payload)))
+                frame = frame_for(entry_id, routes, payload, created, followed, joined_us)
+                if frame is not None:
+                    frames.append((event_id, frame))
+            too_many(len(frames))
             after = cursors.position(entries[-1][0])
-            if len(frames) > MAX_REPLAY or scanned > MAX_SCAN:
-                raise ReplayImpossible(f"more than {MAX_REPLAY} events to replay, or {MAX_SCAN} to look through")
+        oldest = await redis.xrange(key, count=1)
+        if not oldest or cursors.position(oldest[0][0]) > start:
+            return nothing  # entries of the range were lost while we read: all from the database
     except REDIS_DOWN:
         return nothing
-    return start, frames  # entries were found in the range: start <= until
+    return start, frames
 
 
 def _once(frames):
     """Each event once, should it have been published twice (see publishing.PUBLISH_ONCE)."""
     seen = set()
-    for event_id, route, frame in frames:
+    for event_id, frame in frames:
         if event_id not in seen:
             seen.add(event_id)
-            yield route, frame
+            yield frame

@@ -29,7 +29,7 @@ from websockets.protocol import State
 from notifications import outbox
 from notifications.conf import app_settings
 
-from . import bus, health, metrics
+from . import bus, health, metrics, protocol
 from .addresses import parse_address
 from .hub import Hub
 from .relay import RECHECK_BATCH, Relay
@@ -46,7 +46,6 @@ websockets_logger.setLevel(logging.WARNING)
 
 OUTBOX_INTERVAL = 1.0
 SLOW_CLIENT_INTERVAL = 0.25
-TRY_AGAIN_LATER = 1013
 # Seconds a closing handshake may take; with SIGTERM, every socket closes within it.
 CLOSE_TIMEOUT = 3
 # Seconds the background work and the Redis clients get to stop, once the sockets are closed.
@@ -144,7 +143,7 @@ async def close_slow_clients(relay):
                     transport.get_write_buffer_size(),
                 )
                 metrics.SLOW_CLIENT_CLOSES.inc()
-                relay.spawn(connection.close(TRY_AGAIN_LATER, "Too slow to keep up: reconnect and resume."))
+                relay.spawn(connection.close(protocol.TRY_AGAIN_LATER, "Too slow to keep up: reconnect and resume."))
 
 
 def log_to_stderr_unless_configured():
