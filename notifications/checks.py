@@ -23,10 +23,12 @@ CONTEXT_PROCESSORS = ("django.template.context_processors.request", "django.cont
 def check_redis(app_configs, **kwargs):
     """
     Events need a Redis: NOTIFICATIONS_REDIS_URL, or a Redis cache (either backend) under
-    NOTIFICATIONS_REDIS_ALIAS. Outside DEBUG, a real one rather than the bundled one.
+    NOTIFICATIONS_REDIS_ALIAS, whose calls cannot hang a request for long. Outside DEBUG, a real
+    one rather than the bundled one.
     """
     alias = app_settings.NOTIFICATIONS_REDIS_ALIAS
     own_url = app_settings.NOTIFICATIONS_REDIS_URL
+    found = []
     if own_url:
         if urlsplit(own_url).scheme not in redisconf.SCHEMES:
             return [
@@ -52,15 +54,39 @@ def check_redis(app_configs, **kwargs):
                 )
             ]
         location = cache.get("LOCATION")
+        timeouts = _missing_timeouts(cache)
+        if timeouts:
+            found.append(
+                Warning(
+                    f"CACHES[{alias!r}] sets no Redis socket timeouts: while Redis is unreachable, each request that "
+                    "notifies may hang for minutes (the operating system's TCP timeouts) instead of seconds.",
+                    hint=f"Add {timeouts} to its OPTIONS, or give events a Redis of their own with "
+                    f"NOTIFICATIONS_REDIS_URL (its client has {redisconf.TIMEOUT}-second timeouts).",
+                    id="notifications.W003",
+                )
+            )
     if not settings.DEBUG and (not location or app_settings.NOTIFICATIONS_BUNDLED_REDIS_DIR):
-        return [
+        found.append(
             Error(
                 "No Redis server is configured, outside DEBUG.",
                 hint=f"Set {redisconf.source()} to your Redis server; the bundled one is for development.",
                 id="notifications.E002",
             )
-        ]
-    return []
+        )
+    return found
+
+
+# The OPTIONS of each Redis cache backend that bound how long a call may hang.
+TIMEOUT_OPTIONS = {
+    redisconf.DJANGO_BACKEND: ("socket_connect_timeout", "socket_timeout"),
+    redisconf.DJANGO_REDIS_BACKEND: ("SOCKET_CONNECT_TIMEOUT", "SOCKET_TIMEOUT"),
+}
+
+
+def _missing_timeouts(cache):
+    """The timeout OPTIONS the Redis cache lacks, with suggested values: {} when it has them."""
+    options = cache.get("OPTIONS") or {}
+    return {name: redisconf.TIMEOUT for name in TIMEOUT_OPTIONS[cache["BACKEND"]] if options.get(name) is None}
 
 
 @register(Tags.security)

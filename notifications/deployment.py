@@ -6,7 +6,7 @@ the site's database (sessions, users, permissions, events) and the site's Redis 
 started under other settings, another environment or on another host gets none of this wrong
 loudly: its sockets just fail. So the site leaves a *card* in the Redis it publishes to, naming
 its SECRET_KEY and its database by fingerprints, and each relay compares them with its own
-(wsserver.diagnosis).
+(wsserver.health).
 
 - The SECRET_KEY's fingerprint is an HMAC of a fixed message under it: it shows whether two
   keys are equal and reveals nothing of them.
@@ -64,14 +64,29 @@ def database_fingerprint():
     return hashlib.sha256(applied.isoformat().encode()).hexdigest()[:32] if applied else None
 
 
-def leave_card(pipe):
-    """Add the site's card to a Redis pipeline, at most once a minute per process."""
+def execute_with_card(pipe):
+    """
+    Execute a Redis pipeline with the site's card added to it, at most once a minute per
+    process: when the execution fails, the card is due again with the next one.
+    """
+    due = _add_card(pipe)
+    try:
+        return pipe.execute()
+    except Exception:
+        if due:
+            _written["at"] = float("-inf")
+        raise
+
+
+def _add_card(pipe):
+    """Add the card to `pipe` if due (True), counting it as written from now on."""
     if time.monotonic() - _written["at"] < CARD_INTERVAL:
-        return
+        return False
     if _written["database"] is None:
         _written["database"] = database_fingerprint()  # the database stays the same for a process
     if _written["database"] is None:
-        return  # not migrated yet: nothing to vouch for
+        return False  # not migrated yet: nothing to vouch for
     card = {"secret": secret_fingerprint(settings.SECRET_KEY), "database": _written["database"]}
     pipe.set(card_key(), json.dumps(card))
     _written["at"] = time.monotonic()
+    return True

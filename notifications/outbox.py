@@ -20,6 +20,7 @@ Order. Events reach clients in stream order, so an event published late must not
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from django.db import DatabaseError, transaction
@@ -37,9 +38,12 @@ BATCH = 500
 # Batches one catch-up publishes at most (50,000 events) before marking the stream ready: a
 # bound on how long one commit can be kept publishing others' events.
 MAX_CATCH_UP_BATCHES = 100
+# Seconds between the attempts of a process that is behind to catch up: during an outage its
+# requests cost a ping at most once a second, not a query of the outbox each.
+RETRY_INTERVAL = 1.0
 
 _lock = threading.Lock()  # one publication at a time per process: its commit order is kept
-_state = {"behind": False}
+_state = {"behind": False, "tried": float("-inf")}
 
 
 PENDING, WITHDRAWN, SENT = "pending", "withdrawn", "sent"
@@ -72,22 +76,39 @@ def withdraw_publication(event):
 def publish_in_order(messages):
     """
     Publish freshly committed events, after whatever this process could not publish before; on
-    a Redis error they stay in the outbox and the request goes on. How many were published.
+    a Redis or database error they stay in the outbox and the request goes on. How many were
+    published.
     """
     with _lock:
         if _state["behind"]:
-            return catch_up(own=len(messages))  # the messages are committed: the outbox holds them too
+            return _catch_up_when_due(own=len(messages))  # the messages are committed: the outbox holds them too
         try:
             return publish(messages)
         except StreamNotReady:
             return catch_up(own=len(messages))
         except RedisError as error:
-            _state["behind"] = True
-            logger.warning(
-                "Redis unavailable at %s (%s): %d event(s) wait in the outbox",
-                redisconf.redacted(redisconf.url()), error, len(messages),
-            )
-            return 0
+            _fall_behind(f"Redis unavailable at {redisconf.redacted(redisconf.url())} ({error})", len(messages))
+        except DatabaseError as error:
+            _fall_behind(f"Could not record their stream positions ({error})", len(messages))
+        return 0
+
+
+def _fall_behind(cause, waiting):
+    _state["behind"] = True
+    _state["tried"] = time.monotonic()
+    logger.warning("%s: %d event(s) wait in the outbox", cause, waiting)
+
+
+def _catch_up_when_due(own):
+    """Catch up, unless it was tried less than RETRY_INTERVAL ago or Redis does not answer yet."""
+    if time.monotonic() - _state["tried"] < RETRY_INTERVAL:
+        return 0
+    _state["tried"] = time.monotonic()
+    try:
+        redisconf.connection().ping()
+    except RedisError:
+        return 0
+    return catch_up(own=own)
 
 
 def catch_up(card=True, own=0):
@@ -100,17 +121,17 @@ def catch_up(card=True, own=0):
     try:
         for _ in range(MAX_CATCH_UP_BATCHES):
             batch = pending(grace=None)
-            published += publish([message(event, stored_routes(event)) for event in batch], catching_up=True, card=card)
-            if len(batch) < BATCH:
-                break
+            added = publish([message(event, stored_routes(event)) for event in batch], catching_up=True, card=card)
+            published += added
+            if len(batch) < BATCH or not added:
+                break  # the outbox is empty, or what is left in it cannot be published now
         redisconf.connection().set(ready_key(), "1")
     except (RedisError, DatabaseError) as error:
         if not _state["behind"]:
             logger.warning("Could not publish the outbox (%s): events wait in it", error)
         _state["behind"] = True
         return published
-    if published > own:
-        logger.info("Published %d waiting event(s) from the outbox", published)
+    _published_waiting(published - own)
     _state["behind"] = False
     return published
 
@@ -130,6 +151,13 @@ def drain(limit=BATCH):
     """
     with _lock:
         try:
-            return publish([message(event, stored_routes(event)) for event in pending(limit)], card=False)
+            published = publish([message(event, stored_routes(event)) for event in pending(limit)], card=False)
         except StreamNotReady:
             return catch_up(card=False)
+    _published_waiting(published)
+    return published
+
+
+def _published_waiting(count):
+    if count > 0:
+        logger.info("Published %d waiting event(s) from the outbox", count)

@@ -28,7 +28,7 @@ from django.db.models import Case, Value, When
 
 from . import cursors, redisconf
 from .conf import app_settings
-from .deployment import leave_card
+from .deployment import execute_with_card
 from .models import OBJECT_KINDS, Event
 from .topics import addressee_routes, object_routes
 
@@ -158,9 +158,7 @@ def publish(messages, catching_up=False, card=True):
     pipe = redis.pipeline(transaction=False)
     for each in messages:
         publish_once(script, pipe, each.event.pk, each.payload, each.routes, cursors.epoch_us(each.event.created_at), catching_up)
-    if card:
-        leave_card(pipe)
-    results = pipe.execute()[: len(messages)]
+    results = (execute_with_card(pipe) if card else pipe.execute())[: len(messages)]
     positions = {}
     for each, entry_id in zip(messages, results):
         if entry_id and entry_id != NOT_READY:

@@ -30,7 +30,9 @@ DJANGO_BACKEND = "django.core.cache.backends.redis.RedisCache"
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 REDIS_BACKENDS = (DJANGO_BACKEND, DJANGO_REDIS_BACKEND)
 SCHEMES = ("redis", "rediss", "unix")
-# Publishing happens inside requests: an unreachable Redis must cost seconds, not minutes.
+# Seconds the client of NOTIFICATIONS_REDIS_URL waits to connect or for an answer: publishing
+# happens inside requests, so an unreachable Redis must cost seconds, not minutes. A cache's
+# client has its OPTIONS' timeouts instead (check notifications.W003 asks for them).
 TIMEOUT = 2
 
 

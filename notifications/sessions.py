@@ -64,11 +64,6 @@ class _SessionCopy(dict):
         pass
 
 
-def user_for_session_key(session_key):
-    """The active user logged in with this session, or None."""
-    return check_sessions([session_key])[session_key].user
-
-
 def check_sessions(session_keys):
     """{session key: SessionCheck} for each of these keys."""
     checks = {}

@@ -22,7 +22,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 from . import redisconf
 from .conf import app_settings
-from .deployment import leave_card
+from .deployment import execute_with_card
 from .sessions import Refusal, SessionCheck, check_sessions
 
 SALT = "notifications.ws-ticket"
@@ -41,8 +41,7 @@ def issue_ticket(request):
     max_age = app_settings.NOTIFICATIONS_TICKET_MAX_AGE
     pipe = redisconf.connection().pipeline(transaction=False)
     pipe.set(REDIS_KEY_PREFIX + nonce, request.session.session_key, ex=max_age)
-    leave_card(pipe)
-    pipe.execute()
+    execute_with_card(pipe)
     claims = {"u": str(request.user.pk), "n": nonce, "h": _auth_hash_digest(request.user)}
     return signing.dumps(claims, salt=SALT, compress=False)
 

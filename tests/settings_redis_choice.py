@@ -10,7 +10,13 @@ from project.settings import *  # noqa: F401,F403
 from project.settings import REDIS_URL
 
 if os.environ["REDIS_CHOICE"] == "django":
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     NOTIFICATIONS_REDIS_URL = REDIS_URL

@@ -16,7 +16,7 @@ from websockets.http11 import Request
 
 from notifications import cursors
 from notifications.authorization import inbox_routes
-from notifications.sessions import user_for_session_key
+from notifications.sessions import check_sessions
 from wsserver.auth import (
     Identity,
     identify_by_sessions,
@@ -111,7 +111,7 @@ def test_sessions_looked_up_together_are_judged_as_get_user_judges_each(django_a
         "no-such-session-key": "session cookie: no session",
         "short": "session cookie: no session",
     }
-    assert {key: user_for_session_key(key) for key in keys} == {key: user for user, key in sessions.items() if user in members} | {
+    assert {key: check.user for key, check in check_sessions(keys).items()} == {key: user for user, key in sessions.items() if user in members} | {
         key: None for key in keys if key not in accepted
     }
 

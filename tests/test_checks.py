@@ -7,7 +7,9 @@ from django.test import override_settings
 
 from notifications import checks
 
-REDIS = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/0"}}
+DJANGO_REDIS = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/0"}
+TIMEOUTS = {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2}
+REDIS = {"default": {**DJANGO_REDIS, "OPTIONS": TIMEOUTS}}
 
 
 def ids(messages):
@@ -21,6 +23,31 @@ def test_the_project_passes_every_check():
 @override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
 def test_a_cache_that_is_not_redis():
     assert ids(checks.check_redis(None)) == ["notifications.E001"]
+
+
+@pytest.mark.parametrize(
+    "cache, expected",
+    [
+        (DJANGO_REDIS, ["notifications.W003"]),
+        ({**DJANGO_REDIS, "OPTIONS": {"SOCKET_TIMEOUT": 2}}, ["notifications.W003"]),
+        ({**DJANGO_REDIS, "OPTIONS": TIMEOUTS}, []),
+        ({"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/0"}, ["notifications.W003"]),
+        (
+            {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": "redis://127.0.0.1:6379/0",
+                "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            },
+            [],
+        ),
+    ],
+)
+def test_a_redis_cache_needs_socket_timeouts(cache, expected):
+    with override_settings(CACHES={"default": cache}):
+        messages = checks.check_redis(None)
+        assert ids(messages) == expected
+        if expected:
+            assert "OPTIONS" in messages[0].hint
 
 
 @pytest.mark.parametrize(

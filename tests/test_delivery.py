@@ -22,10 +22,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 
-from notifications import cursors, notify
+from notifications import cursors, notify, outbox
 from notifications.models import Event
 from wsserver import bus
 
@@ -254,6 +255,30 @@ async def test_events_during_resume_come_after_the_replay_once(relay, ws_clients
 
 
 # Outbox ------------------------------------------------------------------------------------------
+
+
+@needs_own_redis
+async def test_a_process_behind_does_not_query_the_outbox_with_every_commit(stream, redis_restarts):
+    """
+    Once a publication failed, later commits go through the outbox, but while Redis is down they
+    cost a ping at most once a second, not a query of the outbox each; once it is back, the next
+    commit publishes everything, in commit order.
+    """
+    user = await call(make_user)
+    await asyncio.to_thread(redis_restarts.stop_redis)
+
+    def notify_during_the_outage():
+        with CaptureQueriesContext(connections["default"]) as queries:
+            for n in range(20):
+                notify(user, f"during-{n}")
+        return [query["sql"] for query in queries if "stream_position" in query["sql"] and "IS NULL" in query["sql"]]
+
+    assert await call(notify_during_the_outage) == []
+    await asyncio.to_thread(redis_restarts.start_redis)
+    await asyncio.sleep(outbox.RETRY_INTERVAL)
+    await call(notify, user, "after")
+    titles = [event["title"] for event in await asyncio.to_thread(stream.new_events)]
+    assert titles == [f"during-{n}" for n in range(20)] + ["after"]
 
 
 @needs_own_redis

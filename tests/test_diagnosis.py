@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from notifications import deployment, devredis, notify
+from notifications import deployment, devredis, notify, redisconf
 from notifications.sessions import Refusal
 from wsserver import health
 
@@ -52,9 +52,9 @@ def problems(relay):
     return status, json.loads(body)["problems"]
 
 
-async def assert_refuses_everyone(relay, ws_clients, check, words):
+async def assert_refuses_everyone(relay, ws_clients, check, words, timeout=SETTLE):
     """The problem is named in the log and on the detailed /healthz; the public one and handshakes say 503."""
-    await until(lambda: check in problems(relay)[1], f"/healthz naming {check}")
+    await until(lambda: check in problems(relay)[1], f"/healthz naming {check}", timeout)
     status, named = await asyncio.to_thread(problems, relay)
     assert status == 503 and re.search(words, named[check]), named
     errors = [line for line in relay.output().splitlines() if " ERROR " in line and re.search(words, line)]
@@ -110,13 +110,34 @@ async def test_a_relay_on_an_unmigrated_database_says_so_until_it_is_migrated(re
 async def test_a_relay_reading_another_redis_says_so(relay_factory, ws_clients, tmp_path):
     other = await asyncio.to_thread(devredis.start, tmp_path / "other-redis")
     try:
-        await asyncio.sleep(health.CLOCK_SLACK_MS / 1000 + 1.5)  # (its uptime is told in whole seconds)
-        await site_leaves_its_card()  # published after the other Redis started, to the site's Redis
         relay = await call(relay_factory, extra_env={"REDIS_URL": devredis.url(tmp_path / "other-redis")})
-        await assert_refuses_everyone(relay, ws_clients, "site_redis", r"not in this relay's Redis stream.*CACHES")
+        await until(lambda: get(relay.ops_url("/healthz"))[0] == 200, "the relay up")
+        await call(notify, await call(make_user), "the site publishes")  # to the site's Redis
+        await assert_refuses_everyone(
+            relay, ws_clients, "site_redis", r"not in this relay's Redis stream.*CACHES",
+            timeout=health.INTERVAL + health.UNSEEN_GRACE + SETTLE,
+        )
         await asyncio.to_thread(relay.stop)
     finally:
         await asyncio.to_thread(devredis.stop, other)
+
+
+async def test_a_redis_that_lost_its_data_is_no_other_redis(relay, ws_clients):
+    """
+    Flushed (cache.clear() on a shared Redis), it holds neither the site's card nor the events
+    published before: the relay, which saw them, raises no alarm, and what the site publishes
+    next reaches it.
+    """
+    user = await call(make_user)
+    client, _ = await ws_clients.with_cookie(relay, await call(login, user))
+    await call(notify, user, "before")
+    await client.expect_event("before")
+    await call(lambda: redisconf.connection().flushdb())
+    await asyncio.sleep(health.INTERVAL + 1)  # one examination after the flush, at least
+    status, named = await asyncio.to_thread(problems, relay)
+    assert (status, named) == (200, {}), relay.output()
+    await call(notify, user, "after")
+    await client.expect_event("after")
 
 
 async def test_a_relay_that_cannot_reach_redis_says_so_and_where(relay_factory, ws_clients):

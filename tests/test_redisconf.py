@@ -17,8 +17,16 @@ from .factories import login, make_user
 
 URL = settings.CACHES["default"]["LOCATION"]
 CHOICES = {
-    "django-redis": {"CACHES": {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": URL}}},
-    "django": {"CACHES": {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": URL}}},
+    "django-redis": {"CACHES": {"default": {**settings.CACHES["default"], "LOCATION": URL}}},
+    "django": {
+        "CACHES": {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": URL,
+                "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            }
+        }
+    },
     "url": {
         "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
         "NOTIFICATIONS_REDIS_URL": URL,

@@ -17,31 +17,34 @@ import logging
 import time
 from http import HTTPStatus
 
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Max
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from notifications import cursors, deployment, redisconf
+from notifications import deployment, redisconf
 from notifications.conf import app_settings
-from notifications.models import Event
 
 from . import metrics
 from .bus import REDIS_DOWN
+from .replay import last_published_position
 
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER = 5  # seconds, for handshakes refused while the relay cannot serve
 READY_WAIT = 2.0  # seconds a handshake waits for a starting relay to reach Redis before 503
 INTERVAL = 10.0  # seconds between examinations while all is well
-INTERVAL_WHILE_ILL = 2.0  # and while something is wrong, so recovery is noticed soon
-# A publication newer than Redis's start by more than this, missing from its stream, is the
-# site's publishing elsewhere (clocks of the Django hosts and Redis may differ a little).
-CLOCK_SLACK_MS = 2_000
+INTERVAL_WHILE_ILL = 2.0  # and while something is wrong (or looks it), so a change is noticed soon
+# Seconds a publication the database records may stay unseen by this relay's reader, which
+# meets every entry of its stream within milliseconds, before it is taken for the site's
+# publishing to another Redis or stream.
+UNSEEN_GRACE = 8.0
 
 # Problems with which no handshake can be authenticated (or trusted): handshakes get 503.
 BLOCKING = frozenset({"database", "migrations", "secret_key", "site_database", "site_redis"})
+# The apps whose tables the relay reads (besides the user model's): their migrations must be applied.
+RELAY_APPS = frozenset({"notifications", "auth", "contenttypes", "sessions"})
 
 
 class Diagnosis:
@@ -50,6 +53,7 @@ class Diagnosis:
     def __init__(self):
         self.problems = {}
         self.since = {}
+        self.unseen = None  # (position, since when): a publication the reader has not met yet
         self.reading = asyncio.Event()  # set once the Redis reader knows where live delivery begins
         self.wake = asyncio.Event()  # examine now: an ORM call failed (the database down? a table missing?)
 
@@ -72,9 +76,14 @@ class Diagnosis:
         return round(time.monotonic() - self.since[check], 1) if check in self.since else 0
 
     @property
+    def blocked(self):
+        """Whether a problem keeps handshakes from being authenticated."""
+        return bool(self.problems.keys() & BLOCKING)
+
+    @property
     def serving(self):
         """Whether handshakes may proceed."""
-        return self.reading.is_set() and not (self.problems.keys() & BLOCKING)
+        return self.reading.is_set() and not self.blocked
 
     def database_failed(self, error):
         """An ORM call failed: the next examination, now, says why (down, or not migrated)."""
@@ -83,7 +92,7 @@ class Diagnosis:
 
     async def ready(self):
         """Whether handshakes may proceed, waiting a little for the reader at start (normally milliseconds)."""
-        if self.problems.keys() & BLOCKING:
+        if self.blocked:
             return False
         if not self.reading.is_set():
             try:
@@ -95,6 +104,11 @@ class Diagnosis:
     @property
     def healthy(self):
         return self.serving and not self.problems
+
+    @property
+    def next_examination(self):
+        """Seconds until the next examination."""
+        return INTERVAL if self.healthy and self.unseen is None else INTERVAL_WHILE_ILL
 
 
 def database_name():
@@ -116,28 +130,42 @@ def database_down(diagnosis, error):
 
 
 def database_facts():
-    """(unapplied migrations, the database's fingerprint, newest published position) (ORM: in a thread)."""
+    """(unapplied migrations the relay needs, the database's fingerprint, newest published position) (ORM: in a thread)."""
     connection = connections[deployment.events_database()]
     executor = MigrationExecutor(connection)
-    unapplied = [migration for migration, _ in executor.migration_plan(executor.loader.graph.leaf_nodes())]
+    needed = RELAY_APPS | {get_user_model()._meta.app_label}
+    unapplied = [
+        migration
+        for migration, _ in executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if migration.app_label in needed
+    ]
     if unapplied:
         return unapplied, None, None
-    newest = Event.objects.aggregate(newest=Max("stream_position"))["newest"]
-    return [], deployment.database_fingerprint(), newest
+    return [], deployment.database_fingerprint(), last_published_position()
+
+
+def database_facts_retried():
+    """database_facts(), tried again on a new connection once: a connection the server dropped is no outage."""
+    try:
+        return database_facts()
+    except DatabaseError:
+        connections[deployment.events_database()].close()
+        return database_facts()
 
 
 async def redis_facts(redis):
-    """(the site's card or None, the stream's newest entry ID or None, when Redis started in ms)."""
+    """The site's card, or None."""
     card = await redis.get(deployment.card_key())
-    newest = await redis.xrevrange(app_settings.NOTIFICATIONS_STREAM_KEY, count=1)
-    uptime = (await redis.info("server"))["uptime_in_seconds"]
-    return json.loads(card) if card else None, newest[0][0] if newest else None, int((time.time() - uptime) * 1000)
+    return json.loads(card) if card else None
 
 
-async def examine(diagnosis, redis, run_sync):
-    """One examination of the relay's configuration and dependencies; problems reported or cleared."""
+async def examine(diagnosis, redis, run_sync, reached):
+    """
+    One examination of the relay's configuration and dependencies; problems reported or cleared.
+    `reached()`: the stream position up to which the relay's reader has delivered.
+    """
     try:
-        unapplied, fingerprint, newest_published = await run_sync(database_facts)
+        unapplied, fingerprint, newest_published = await run_sync(database_facts_retried)
     except DatabaseError as error:
         database_down(diagnosis, error)
         return
@@ -152,13 +180,14 @@ async def examine(diagnosis, redis, run_sync):
         return
     diagnosis.clear("migrations", "Migrations are applied (after {lasted})")
     try:
-        card, newest_entry, redis_started_ms = await redis_facts(redis)
+        card = await redis_facts(redis)
     except REDIS_DOWN:
         return  # the reader reports Redis itself
     compare_with_the_site(diagnosis, card, fingerprint)
     if card is None:
-        look_for_publications_elsewhere(diagnosis, newest_published, newest_entry, redis_started_ms)
+        look_for_publications_elsewhere(diagnosis, newest_published, reached())
     else:
+        diagnosis.unseen = None
         diagnosis.clear("site_redis", "The site publishes to this Redis (after {lasted})")
 
 
@@ -182,25 +211,26 @@ def compare_with_the_site(diagnosis, card, fingerprint):
         diagnosis.clear("site_database", "The relay's database is the site's (after {lasted})")
 
 
-def look_for_publications_elsewhere(diagnosis, newest_published, newest_entry, redis_started_ms):
+def look_for_publications_elsewhere(diagnosis, newest_published, reached):
     """
-    No card: the site has not published here since this Redis started, or publishes elsewhere.
-    It publishes elsewhere when the database records a publication made while this Redis was up
-    that its stream does not hold (the newest entries of a stream are never trimmed).
+    No card: the site has not published here since this Redis lost its data, or publishes
+    elsewhere. It publishes elsewhere when the database records a publication that this
+    relay's reader has not delivered UNSEEN_GRACE seconds after it was first noticed.
     """
-    published_ms = cursors.milliseconds(newest_published) if newest_published else 0
-    missing = published_ms > redis_started_ms + CLOCK_SLACK_MS and (
-        newest_entry is None or cursors.position(newest_entry) < newest_published
-    )
-    if missing:
+    if newest_published is None or newest_published <= reached:
+        diagnosis.unseen = None
+        diagnosis.clear("site_redis", "The site publishes to this Redis (after {lasted})")
+        return
+    if diagnosis.unseen is None or diagnosis.unseen[0] <= reached:
+        diagnosis.unseen = (newest_published, time.monotonic())  # noticed now: looked at again soon
+        return
+    if time.monotonic() - diagnosis.unseen[1] >= UNSEEN_GRACE:
         diagnosis.report(
             "site_redis",
             f"Events the site published are not in this relay's Redis stream {app_settings.NOTIFICATIONS_STREAM_KEY!r} "
             f"at {redisconf.redacted(redisconf.url())}: the site publishes to another Redis or stream. Give the relay "
             f"the site's {redisconf.source()} and NOTIFICATIONS_STREAM_KEY.",
         )
-    else:
-        diagnosis.clear("site_redis", "The site publishes to this Redis (after {lasted})")
 
 
 def plain_response(status, content_type, content, **headers):

@@ -68,6 +68,15 @@ class ControlLog:
         return False
 
 
+def log_failure(task):
+    """Done-callback of background tasks: an exception is logged where it happened (a closed socket is no failure)."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, ConnectionClosed):
+        logger.error("%s failed", task.get_coro().__qualname__, exc_info=error)
+
+
 class Relay:
     def __init__(self, hub, redis, diagnosis, metrics_here=True):
         self.hub = hub
@@ -138,6 +147,7 @@ class Relay:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(log_failure)
 
     @property
     def background(self):

@@ -22,17 +22,16 @@ from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from django.db import DatabaseError
-from redis.exceptions import RedisError
 from websockets.asyncio.server import serve
 from websockets.protocol import State
 
-from notifications import outbox
+from notifications import cursors, outbox
 from notifications.conf import app_settings
 
 from . import bus, health, metrics, protocol
 from .addresses import parse_address
 from .hub import Hub
-from .relay import RECHECK_BATCH, Relay
+from .relay import RECHECK_BATCH, Relay, log_failure
 from .replay import ReplayImpossible, last_published_cursor, stored_entries
 from .threads import run_sync
 
@@ -80,7 +79,7 @@ async def drain_outbox(diagnosis):
             published = await run_sync(outbox.drain)
         except DatabaseError as error:
             diagnosis.database_failed(error)
-        except RedisError:
+        except bus.REDIS_DOWN:
             pass  # the reader names Redis outages
         except Exception as error:
             if str(error) != last_failure or time.monotonic() - last_logged > 60:
@@ -88,21 +87,19 @@ async def drain_outbox(diagnosis):
                 last_failure, last_logged = str(error), time.monotonic()
         else:
             last_failure = None
-            if published:
-                metrics.OUTBOX_PUBLISHED.inc(published)
-                logger.info("Published %d event(s) from the outbox", published)
+            metrics.OUTBOX_PUBLISHED.inc(published)
 
 
-async def examine_periodically(diagnosis, redis):
+async def examine_periodically(diagnosis, redis, hub):
     """health.examine at start, then every few seconds (more often while something is wrong)."""
     while True:
+        diagnosis.wake.clear()  # a failure from here on asks for the next examination
         try:
-            await health.examine(diagnosis, redis, run_sync)
+            await health.examine(diagnosis, redis, run_sync, lambda: cursors.position(hub.cursor))
         except Exception:
             logger.exception("Could not examine the relay's configuration")
-        diagnosis.wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(diagnosis.wake.wait(), health.INTERVAL if diagnosis.healthy else health.INTERVAL_WHILE_ILL)
+            await asyncio.wait_for(diagnosis.wake.wait(), diagnosis.next_examination)
 
 
 async def recheck_periodically(relay, interval):
@@ -115,7 +112,10 @@ async def recheck_periodically(relay, interval):
         started = time.monotonic()
         clients = relay.all_clients()
         batches = -(-len(clients) // RECHECK_BATCH)
-        await relay.recheck_clients(clients, "periodic", pause=interval / (batches + 1))
+        try:
+            await relay.recheck_clients(clients, "periodic", pause=interval / (batches + 1))
+        except Exception:
+            logger.exception("Could not re-check connections (tried again in %s s)", interval)
         await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
@@ -216,13 +216,12 @@ async def run(host, port, ready=None, reuse_port=False):
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
     reading = asyncio.create_task(reader.run(lambda: run_sync(last_published_cursor), started))
-    helpers = [
-        asyncio.create_task(drain_outbox(diagnosis)),
-        asyncio.create_task(examine_periodically(diagnosis, redis)),
-        asyncio.create_task(close_slow_clients(relay)),
-    ]
+    helpers = [drain_outbox(diagnosis), examine_periodically(diagnosis, redis, hub), close_slow_clients(relay)]
     if app_settings.WSSERVER_RECHECK_INTERVAL:
-        helpers.append(asyncio.create_task(recheck_periodically(relay, app_settings.WSSERVER_RECHECK_INTERVAL)))
+        helpers.append(recheck_periodically(relay, app_settings.WSSERVER_RECHECK_INTERVAL))
+    helpers = [asyncio.create_task(helper) for helper in helpers]
+    for helper in helpers:
+        helper.add_done_callback(log_failure)  # they run until cancelled: ending otherwise is a bug
     options = dict(reuse_port=reuse_port, logger=websockets_logger, server_header=None)
     try:
         async with contextlib.AsyncExitStack() as servers:
@@ -254,25 +253,33 @@ async def run(host, port, ready=None, reuse_port=False):
             # A relay that no longer reads events must not keep sockets open as if it did.
             raise RuntimeError("The Redis reader stopped") from reading.exception()
     finally:
-        await stop_tasks([reading, *helpers, *relay.background])
-        for client in (redis, reader_redis):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(client.aclose(), STOP_WAIT)
+        await stop_tasks([reading, *helpers, *relay.background], [redis, reader_redis])
 
 
-async def stop_tasks(tasks):
+async def stop_tasks(tasks, clients):
     """
     Cancel the background work and wait for it, so that nothing outlives the loop (or complains
-    that its exception was never retrieved), but not forever: a task still running after
-    STOP_WAIT seconds is named in the log and left behind, and the relay exits all the same.
+    that its exception was never retrieved), then close the Redis clients. A task still running
+    after STOP_WAIT seconds (a blocking read redis-py has not given up yet) gets STOP_WAIT more
+    once its client is closed; one still running then is named in the log and left behind, and
+    the relay exits all the same.
     """
     for task in tasks:
         task.cancel()
+    pending = await _wait_for_tasks(tasks)
+    for client in clients:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.aclose(), STOP_WAIT)
+    for task in await _wait_for_tasks(pending):
+        logger.warning("Left behind at shutdown, still running: %s", task.get_coro().__qualname__)
+
+
+async def _wait_for_tasks(tasks):
+    """Those of the tasks still running after STOP_WAIT seconds; the others' exceptions retrieved."""
     if not tasks:
-        return
+        return set()
     done, pending = await asyncio.wait(tasks, timeout=STOP_WAIT)
     for task in done:
         if not task.cancelled():
-            task.exception()  # retrieved: it ended the relay, or was logged where it happened
-    for task in pending:
-        logger.warning("Left behind at shutdown, still running: %s", task.get_coro().__qualname__)
+            task.exception()  # retrieved: it ended the relay, or was logged (log_failure)
+    return pending
