@@ -95,17 +95,17 @@ class OursPublisher(StreamPublisher):
     """XADD through notifications.publishing's Lua script (once-only guard included)."""
 
     def __init__(self, world):
-        from notifications.publishing import PUBLISH_ONCE, publish_once, ready_key
+        from notifications.publishing import PUBLISH, mark_ready, publish_arguments
 
         super().__init__(world)
-        self.script = self.redis.register_script(PUBLISH_ONCE)
-        self.publish_once = publish_once
-        self.redis.set(ready_key(), "1")
+        self.script = self.redis.register_script(PUBLISH)
+        self.arguments = publish_arguments
+        mark_ready(self.redis)
         self.routes = json.dumps(["inbox:all"])
 
     def _add(self, seq, client):
         now_ns = time.time_ns()
-        self.publish_once(self.script, client, ID_BASE + seq, payload(seq, now_ns), self.routes, now_ns // 1000)
+        self.script(*self.arguments([(ID_BASE + seq, payload(seq, now_ns), self.routes, now_ns // 1000)]), client=client)
 
 
 def pace(publish, count, rate):

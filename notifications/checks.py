@@ -12,7 +12,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.template import engines
 from django.template.backends.django import DjangoTemplates
 
-from . import redisconf
+from . import redisaddress, redisconf
 from .conf import app_settings
 
 WIDGET_SCRIPT = "notifications/widget.js"
@@ -22,7 +22,8 @@ CONTEXT_PROCESSORS = ("django.template.context_processors.request", "django.cont
 @register(Tags.caches)
 def check_redis(app_configs, **kwargs):
     """
-    Events need a Redis: NOTIFICATIONS_REDIS_URL, or a Redis cache (either backend) under
+    Events need a Redis: NOTIFICATIONS_REDIS_URL (one server, Sentinel or Cluster), or a Redis
+    cache (either backend, django-redis's Sentinel client included) under
     NOTIFICATIONS_REDIS_ALIAS, whose calls cannot hang a request for long. Outside DEBUG, a real
     one rather than the bundled one.
     """
@@ -30,14 +31,9 @@ def check_redis(app_configs, **kwargs):
     own_url = app_settings.NOTIFICATIONS_REDIS_URL
     found = []
     if own_url:
-        if urlsplit(own_url).scheme not in redisconf.SCHEMES:
-            return [
-                Error(
-                    f"NOTIFICATIONS_REDIS_URL {redisconf.redacted(own_url)!r} is not a Redis URL.",
-                    hint="Use redis://host:6379/0, rediss://host:6380/0 (TLS) or unix:///path/redis.sock?db=0.",
-                    id="notifications.E007",
-                )
-            ]
+        problem = _address_problem(own_url)
+        if problem:
+            return [problem]
         location = own_url
     else:
         cache = settings.CACHES.get(alias)
@@ -54,6 +50,8 @@ def check_redis(app_configs, **kwargs):
                 )
             ]
         location = cache.get("LOCATION")
+        if location and (cache.get("OPTIONS") or {}).get("SENTINELS"):
+            found += _sentinel_cache_problems(alias)
         timeouts = _missing_timeouts(cache)
         if timeouts:
             found.append(
@@ -74,6 +72,56 @@ def check_redis(app_configs, **kwargs):
             )
         )
     return found
+
+
+ADDRESS_FORMS = {
+    None: (
+        "notifications.E007",
+        "is not a Redis URL",
+        "Use redis://host:6379/0, rediss://host:6380/0 (TLS), unix:///path/redis.sock?db=0, "
+        "redis+sentinel://host1:26379,host2:26379/mymaster/0 (Sentinel) or redis+cluster://host1:6379,host2:6379 "
+        "(Cluster).",
+    ),
+    redisaddress.SENTINEL: (
+        "notifications.E008",
+        "is not a Sentinel address",
+        "Write redis+sentinel://[:password@]host1:26379,host2:26379/<service name>/<database> (rediss+sentinel:// "
+        "for TLS; ?sentinel_password=... for Sentinels with a password of their own).",
+    ),
+    redisaddress.CLUSTER: (
+        "notifications.E009",
+        "is not a Cluster address",
+        "Write redis+cluster://[:password@]host1:6379,host2:6379 (rediss+cluster:// for TLS): one or more of "
+        "its nodes.",
+    ),
+}
+
+
+def _address_problem(url):
+    """An Error naming what is wrong with NOTIFICATIONS_REDIS_URL, or None."""
+    try:
+        redisaddress.parse(url)
+    except redisaddress.BadAddress as error:
+        check_id, what, hint = ADDRESS_FORMS[redisaddress.KINDS.get(urlsplit(url).scheme)]
+        return Error(f"NOTIFICATIONS_REDIS_URL {redisconf.redacted(url)!r} {what}: {error}.", hint=hint, id=check_id)
+    return None
+
+
+def _sentinel_cache_problems(alias):
+    """A django-redis Sentinel cache the relay could not follow (it reads SENTINELS and LOCATION)."""
+    try:
+        redisaddress.parse(redisconf.url())
+    except (redisaddress.BadAddress, TypeError, ValueError) as error:
+        return [
+            Error(
+                f"CACHES[{alias!r}] is a django-redis Sentinel cache whose address the relay cannot read: {error}.",
+                hint="Its LOCATION must be redis://[:password@]<service name>/<database> and its OPTIONS['SENTINELS'] a "
+                "list of (host, port); or give events NOTIFICATIONS_REDIS_URL = "
+                "'redis+sentinel://host1:26379,host2:26379/<service name>/<database>'.",
+                id="notifications.E010",
+            )
+        ]
+    return []
 
 
 # The OPTIONS of each Redis cache backend that bound how long a call may hang.

@@ -28,7 +28,7 @@ from django.db import connections, router
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils.crypto import salted_hmac
 
-from .conf import app_settings
+from . import redisconf
 
 CARD_INTERVAL = 60.0
 FIRST_MIGRATION = ("notifications", "0001_initial")
@@ -36,7 +36,7 @@ _written = {"at": float("-inf"), "database": None}
 
 
 def card_key():
-    return f"{app_settings.NOTIFICATIONS_STREAM_KEY}:site"
+    return f"{redisconf.stream_key()}:site"
 
 
 def secret_fingerprint(secret):

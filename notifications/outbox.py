@@ -3,17 +3,18 @@ The outbox: committed events that are not published yet, and publishing in commi
 
 An event is stored in its transaction and published when it commits (publish_on_commit). When
 Redis is unreachable at that moment, or the process dies in between, the event is committed but
-has no stream position: it is in the outbox. Publishing is once-only (publishing.PUBLISH_ONCE),
+has no stream position: it is in the outbox. Publishing is once-only (publishing.PUBLISH),
 so any number of relays and Django processes may publish the same waiting events.
 
 Order. Events reach clients in stream order, so an event published late must not be overtaken:
 - Within a process: once one of its publications failed, the process is *behind*: each later
   commit publishes the outbox first, oldest first (its own waiting events among them), then
   itself; until that succeeds, it waits in the outbox too (catch_up).
-- After Redis lost its data (a restart without persistence), the stream is not *ready*
-  (publishing.ready_key): every publisher, relay or Django process, that meets it publishes the
-  whole outbox first, oldest first, then marks the stream ready. Events committed during the
-  outage thus come before those committed after it, whoever publishes them.
+- After Redis restarted or failed over (and may have lost its data, or its newest entries), the
+  stream is not *ready* (publishing.ready_key): every publisher, relay or Django process, that
+  meets it puts back the entries the stream lost (restoring.py) and publishes the whole outbox,
+  oldest first, then marks the stream ready. Events committed during the outage thus come after
+  those published before it and before those committed after it, whoever publishes them.
 - Otherwise relays drain the outbox once a second, after a grace period that leaves fresh
   commits to their own publisher: what a dead process left behind.
 """
@@ -29,7 +30,8 @@ from redis.exceptions import RedisError
 
 from . import redisconf
 from .models import Event
-from .publishing import StreamNotReady, message, publish, ready_key, stored_routes
+from .publishing import StreamNotReady, mark_ready, message, publish, stored_routes
+from .restoring import restore_lost_entries
 
 logger = logging.getLogger(__name__)
 
@@ -113,19 +115,23 @@ def _catch_up_when_due(own):
 
 def catch_up(card=True, own=0):
     """
-    Publish the whole outbox, oldest first, then mark the stream ready: nothing committed later
-    can overtake it. Errors leave the process behind, to try again with its next commit. `own`:
-    how many of the waiting events are the caller's fresh ones (only the others are news in the log).
+    Put back what the stream lost of what was published (restoring.py), publish the whole
+    outbox, oldest first, then mark the stream ready on the server all that went to: nothing
+    committed later can overtake it. Errors leave the process behind, to try again with its next
+    commit. `own`: how many of the waiting events are the caller's fresh ones (only the others
+    are news in the log).
     """
     published = 0
     try:
-        for _ in range(MAX_CATCH_UP_BATCHES):
+        server = restore_lost_entries()
+        for _ in range(MAX_CATCH_UP_BATCHES if server else 0):
             batch = pending(grace=None)
             added = publish([message(event, stored_routes(event)) for event in batch], catching_up=True, card=card)
             published += added
             if len(batch) < BATCH or not added:
                 break  # the outbox is empty, or what is left in it cannot be published now
-        redisconf.connection().set(ready_key(), "1")
+        if server:
+            mark_ready(redisconf.connection(), server)  # unless a failover changed the server meanwhile
     except (RedisError, DatabaseError) as error:
         if not _state["behind"]:
             logger.warning("Could not publish the outbox (%s): events wait in it", error)
@@ -146,8 +152,9 @@ def pending(limit=BATCH, grace=GRACE):
 
 def drain(limit=BATCH):
     """
-    What relays run once a second: publish up to `limit` events left waiting, or the whole
-    outbox when the stream is not ready. How many this call published.
+    What relays run once a second: publish up to `limit` events left waiting, or catch up when
+    the stream is not ready, which is asked even when nothing waits: so relays notice a restart
+    or a failover while nothing is published. How many this call published.
     """
     with _lock:
         try:

@@ -1,21 +1,25 @@
 """
 Putting events on the bus, exactly once.
 
-Each event becomes one entry of a Redis stream (`NOTIFICATIONS_STREAM_KEY`) with four fields:
-`id`, the event's primary key; `event`, the event as the JSON object clients receive (serialized
-here, once, for every relay and every client); `routes`, the JSON list of routing keys the relay
-delivers it under (see topics.py); and `at`, when the event was created (microseconds since the
-epoch: the relay keeps events from before a user joined away from them, as the feed does). A
-stream rather than Pub/Sub, because its entry IDs are ordered (they are the clients' cursors, see
-cursors.py) and a relay that lost its connection reads on from where it stopped instead of
-losing what was published meanwhile.
+Each event becomes one entry of a Redis stream (redisconf.stream_key(), NOTIFICATIONS_STREAM_KEY)
+with four fields: `id`, the event's primary key; `event`, the event as the JSON object clients
+receive (serialized here, once, for every relay and every client); `routes`, the JSON list of
+routing keys the relay delivers it under (see topics.py); and `at`, when the event was created
+(microseconds since the epoch: the relay keeps events from before a user joined away from them,
+as the feed does). A stream rather than Pub/Sub, because its entry IDs are ordered (they are the
+clients' cursors, see cursors.py) and a relay that lost its connection reads on from where it
+stopped instead of losing what was published meanwhile.
 
 Entries are added after the event's transaction commits (outbox.py decides when and in what
 order); then the entry's position is written on the Event row. Every path publishes through one
-Lua script that adds the entry only if no one has published that event before (a short-lived key
-per event), so an event is published once however many processes try, and only while the stream
-is *ready*: a Redis that lost its data (a restart without persistence, a failover to an empty
-replica) has no ready key, and the events committed meanwhile must go first (outbox.catch_up).
+Lua script, one call for a whole batch (a Cluster client runs no script in a pipeline). It adds
+an event only if no one published it before (a short-lived key per event remembers its entry, so
+a publisher that lost Redis's answer records the position all the same), and only while the
+stream is *ready*: the ready mark names the Redis server that holds everything committed before
+it (its run_id). A Redis that restarted (its data lost, or reloaded from a snapshot older than
+its last entries), or a replica promoted by a failover (replication is asynchronous: the newest
+entries may not have reached it), is another server: the stream is not ready until the entries it
+lost are put back and the events committed meanwhile are published first (outbox.catch_up).
 """
 
 import json
@@ -38,39 +42,53 @@ PUBLISHED_KEY_TTL = 3600
 
 
 def published_key(event_id):
-    """The key saying an event was published, named after the stream: deployments sharing a
-    Redis (each with its own stream and database, so the same event ids) stay apart."""
-    return f"{app_settings.NOTIFICATIONS_STREAM_KEY}:published:{event_id}"
+    """The key holding the entry an event was published as, named after the stream: deployments
+    sharing a Redis (each with its own stream and database, so the same event ids) stay apart."""
+    return f"{redisconf.stream_key()}:published:{event_id}"
 
 
 def ready_key():
-    """Present while the stream holds everything committed before it (see outbox.catch_up)."""
-    return f"{app_settings.NOTIFICATIONS_STREAM_KEY}:ready"
+    """The ready mark: the run_id of the server whose stream holds everything committed before it."""
+    return f"{redisconf.stream_key()}:ready"
 
 
+# In Lua, the Redis server a script runs on: another after a restart or a failover.
+SERVER_ID = "string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')"
 NOT_READY = -1
-PUBLISH_ONCE = """
-if ARGV[6] == '0' and redis.call('EXISTS', KEYS[3]) == 0 then
-  return -1
+# KEYS: the stream, its ready mark, then each event's published key. ARGV: MAXLEN, the published
+# keys' TTL, '1' to publish even when the stream is not ready (catching up), then four per event:
+# id, event, routes, at. Returns NOT_READY, or per event its new entry's ID, or {what its published
+# key holds}: the entry it was published as before.
+PUBLISH = (
+    "if ARGV[3] == '0' and redis.call('GET', KEYS[2]) ~= " + SERVER_ID + " then return -1 end"
+    + """
+local results = {}
+for i = 3, #KEYS do
+  local before = redis.call('GET', KEYS[i])
+  if before then
+    results[i - 2] = {before}
+  else
+    local at = 4 * i - 8
+    local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+      'id', ARGV[at], 'event', ARGV[at + 1], 'routes', ARGV[at + 2], 'at', ARGV[at + 3])
+    redis.call('SET', KEYS[i], entry, 'EX', ARGV[2])
+    results[i - 2] = entry
+  end
 end
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
-  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'id', ARGV[3], 'event', ARGV[4], 'routes', ARGV[5], 'at', ARGV[7])
-end
-return false
+return results
 """
-
-
-def publish_once(script, client, event_id, payload, routes, at, catching_up=False):
-    """
-    Queue one call of PUBLISH_ONCE (registered as `script`) on `client` (a pipeline): its result
-    is the new entry's ID, False when the event was published before, or NOT_READY.
-    `catching_up` publishes even when the stream is not ready (the outbox going first).
-    """
-    script(
-        keys=[app_settings.NOTIFICATIONS_STREAM_KEY, published_key(event_id), ready_key()],
-        args=[app_settings.NOTIFICATIONS_STREAM_MAXLEN, PUBLISHED_KEY_TTL, event_id, payload, routes, int(catching_up), at],
-        client=client,
-    )
+)
+# KEYS: the ready mark. ARGV: the run_id of the server the caller caught up on, or ''.
+MARK_READY = (
+    "local server = " + SERVER_ID
+    + """
+if ARGV[1] ~= '' and ARGV[1] ~= server then
+  return 0
+end
+redis.call('SET', KEYS[1], server)
+return 1
+"""
+)
 
 
 def event_payload(event):
@@ -140,36 +158,57 @@ def message(event, routes):
 
 
 class StreamNotReady(Exception):
-    """Redis lost its data since the stream was last made ready: the outbox must go first."""
+    """The stream's server is not the one marked ready (see above): the outbox must go first."""
 
 
 def publish(messages, catching_up=False, card=True):
     """
     Add messages to the stream, each unless it was published already, and record their
-    positions on their rows; how many this call added. RedisError when Redis is unreachable;
-    StreamNotReady when the stream is not ready and not `catching_up` (nothing is added, or,
-    should Redis lose its data midway, what was added before is recorded). `card`: leave the
-    site's card (deployment.py) beside them; relays, which are not the site, pass False.
+    positions on their rows (those of events published before too, where known); how many this
+    call added. RedisError when Redis is unreachable; StreamNotReady when the stream is not ready
+    and not `catching_up` (nothing is added: with no messages, this only asks whether it is
+    ready). `card`: leave the site's card (deployment.py) beside them; relays, which are not the
+    site, pass False.
     """
-    if not messages:
-        return 0
     redis = redisconf.connection()
-    script = redis.register_script(PUBLISH_ONCE)
-    pipe = redis.pipeline(transaction=False)
-    for each in messages:
-        publish_once(script, pipe, each.event.pk, each.payload, each.routes, cursors.epoch_us(each.event.created_at), catching_up)
-    results = (execute_with_card(pipe) if card else pipe.execute())[: len(messages)]
+    if card:
+        execute_with_card(redis.pipeline(transaction=False))
+    entries = [(each.event.pk, each.payload, each.routes, cursors.epoch_us(each.event.created_at)) for each in messages]
+    results = redis.register_script(PUBLISH)(*publish_arguments(entries, catching_up))
+    if results == NOT_READY:
+        raise StreamNotReady
     positions = {}
-    for each, entry_id in zip(messages, results):
-        if entry_id and entry_id != NOT_READY:
-            each.event.stream_position = cursors.position(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
-            positions[each.event.pk] = each.event.stream_position
+    for each, result in zip(messages, results):
+        position = _position(result[0] if isinstance(result, list) else result)
+        if position is not None:
+            each.event.stream_position = positions[each.event.pk] = position
     if positions:
         # Only where none is recorded yet: if this write comes late and the outbox has meanwhile
         # published the event again (Redis lost the first entry), the newer position stands.
         Event.objects.filter(pk__in=positions, stream_position__isnull=True).update(
             stream_position=Case(*(When(pk=pk, then=Value(position)) for pk, position in positions.items()))
         )
-    if NOT_READY in results:
-        raise StreamNotReady  # the stream's data went while we published: what we added is recorded
-    return len(positions)
+    return sum(not isinstance(result, list) for result in results)
+
+
+def publish_arguments(entries, catching_up=False):
+    """(KEYS, ARGV) of PUBLISH for [(event id, event JSON, routes JSON, created µs)]."""
+    keys = [redisconf.stream_key(), ready_key()] + [published_key(event_id) for event_id, *_ in entries]
+    args = [app_settings.NOTIFICATIONS_STREAM_MAXLEN, PUBLISHED_KEY_TTL, int(catching_up)]
+    for entry in entries:
+        args += entry
+    return keys, args
+
+
+def mark_ready(client, server=None):
+    """Mark the stream ready on its server: only if that is still `server` (a run_id), when given."""
+    return client.register_script(MARK_READY)([ready_key()], [server or ""])
+
+
+def _position(entry_id):
+    """The position of an entry ID the script returned; None for none, or for a published key
+    that holds no ID (written by earlier versions, which stored '1')."""
+    try:
+        return cursors.position(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
+    except cursors.BadCursor:
+        return None

@@ -2,13 +2,15 @@
 Which Redis the events travel through, and a connection to it.
 
 The app publishes (events, control messages, ticket nonces) through a synchronous redis-py
-client; the relay reads with an asyncio client of its own, made from the same URL. One of, in
-this order:
+client; the relay reads with an asyncio client of its own, made from the same address (a URL of
+one of the forms of redisaddress.py: one server, a Sentinel-managed primary, a Cluster). One
+of, in this order:
 
 - `NOTIFICATIONS_REDIS_URL`: a Redis of its own, whatever the site's caches are;
 - the cache named by `NOTIFICATIONS_REDIS_ALIAS` ("default"), when it is a Redis cache: Django's
   own `django.core.cache.backends.redis.RedisCache` or django-redis's `RedisCache`. Its
-  connection pool is shared with the cache; the relay reads its first `LOCATION`.
+  connection pool is shared with the cache; the relay reads its first `LOCATION`, or, for
+  django-redis's Sentinel client, its `SENTINELS` and the service name in its `LOCATION`.
 
 Credentials go in the URL (`redis://:password@host:6379/0`, `rediss://` for TLS): the relay
 reads nothing else of the cache's OPTIONS.
@@ -18,18 +20,17 @@ import re
 from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
-import redis
 from django.conf import settings
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from . import redisaddress
 from .conf import app_settings
 
 DJANGO_BACKEND = "django.core.cache.backends.redis.RedisCache"
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 REDIS_BACKENDS = (DJANGO_BACKEND, DJANGO_REDIS_BACKEND)
-SCHEMES = ("redis", "rediss", "unix")
 # Seconds the client of NOTIFICATIONS_REDIS_URL waits to connect or for an answer: publishing
 # happens inside requests, so an unreachable Redis must cost seconds, not minutes. A cache's
 # client has its OPTIONS' timeouts instead (check notifications.W003 asks for them).
@@ -63,7 +64,32 @@ def url():
     location = cache["LOCATION"]
     if isinstance(location, str):
         location = re.split("[;,]", location)
-    return location[0].strip()
+    location = location[0].strip()
+    sentinels = (cache.get("OPTIONS") or {}).get("SENTINELS")
+    return sentinel_cache_url(location, sentinels) if sentinels else location
+
+
+def sentinel_cache_url(location, sentinels):
+    """
+    A django-redis Sentinel cache's address as one URL: `redis://[:password@]<service>/<db>` (its
+    LOCATION) watched by [(host, port), ...] (its OPTIONS["SENTINELS"]) is
+    `redis+sentinel://[:password@]host:port,.../<service>/<db>`.
+    """
+    parts = urlsplit(location)
+    credentials, _, service = parts.netloc.rpartition("@")
+    hosts = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in sentinels)
+    return urlunsplit((f"{parts.scheme}+sentinel", f"{credentials}@{hosts}" if credentials else hosts, f"/{service}{parts.path or '/0'}", "", ""))
+
+
+def stream_key():
+    """
+    The stream's key, and the stem of every key named after it (the control stream, the
+    once-only keys, the ready mark, the site's card): NOTIFICATIONS_STREAM_KEY, in braces on a
+    Cluster (`{notifications:events}`), a hash tag that puts all of them in one slot. They must
+    share it: the Lua scripts touch several at once, and a relay reads both streams in one XREAD.
+    """
+    key = app_settings.NOTIFICATIONS_STREAM_KEY
+    return f"{{{key}}}" if redisaddress.is_cluster(url()) else key
 
 
 def redacted(address):
@@ -93,9 +119,7 @@ def connection():
 
 @lru_cache(maxsize=4)
 def _own_client(address):
-    return redis.Redis.from_url(
-        address, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT, health_check_interval=30
-    )
+    return redisaddress.client(address, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT, health_check_interval=30)
 
 
 def _settings_changed(setting, **kwargs):

@@ -2,7 +2,7 @@
 Telling relays to re-check connections when access changes.
 
 Whatever can change what a user's open sockets may receive sends, once its transaction
-commits, a control message on a second Redis stream (`<NOTIFICATIONS_STREAM_KEY>:control`):
+commits, a control message on a second Redis stream (`<stream key>:control`, beside the events'):
 `{"user": <pk>}` (re-check that user's connections) or `{"group": <pk>}` (re-check its members').
 Every relay reads that stream beside the events and re-checks each affected connection against
 the session and the user as they are now (wsserver.client.Client.recheck): an ended session is
@@ -25,7 +25,6 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from . import redisconf
-from .conf import app_settings
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ CONTROL_MAXLEN = 10_000
 
 
 def control_key():
-    return f"{app_settings.NOTIFICATIONS_STREAM_KEY}:control"
+    return f"{redisconf.stream_key()}:control"
 
 
 def recheck(kind, pks):

@@ -8,13 +8,11 @@ tests/relay.py (runwsserver subprocesses).
 import json
 
 import pytest
-import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 
-from notifications import redisconf
-from notifications.conf import app_settings
+from notifications import redisaddress, redisconf
 
 from . import relay as relays
 from .pg_server import postgres, servers_on_postgres  # noqa: F401 (fixtures of the tests that stop PostgreSQL)
@@ -92,8 +90,8 @@ class Stream:
     """The Redis stream events are published to, read with redis-py from a starting point."""
 
     def __init__(self):
-        self.key = app_settings.NOTIFICATIONS_STREAM_KEY
-        self.redis = redis.Redis.from_url(redisconf.url(), decode_responses=True)
+        self.key = redisconf.stream_key()
+        self.redis = redisaddress.client(redisconf.url(), decode_responses=True)
         self.mark()
 
     def mark(self):

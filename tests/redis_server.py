@@ -40,13 +40,19 @@ def stop_redis(lose_data=False):
     """Stop the run's Redis: gracefully (it saves its data), or killed with its data deleted."""
     from notifications import devredis
 
-    process, _state["redis"] = _state["redis"], None
     if lose_data:
-        process.kill()
-        process.wait()
+        kill_redis()
         (_state["dir"] / "redis" / "dump.rdb").unlink(missing_ok=True)
     else:
+        process, _state["redis"] = _state["redis"], None
         devredis.stop(process)
+
+
+def kill_redis():
+    """Kill the run's Redis (SIGKILL): started again, it has its last snapshot (`SAVE`), not what came after."""
+    process, _state["redis"] = _state["redis"], None
+    process.kill()
+    process.wait()
 
 
 def start_redis():

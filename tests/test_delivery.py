@@ -26,7 +26,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 
-from notifications import cursors, notify, outbox
+from notifications import cursors, notify, outbox, redisconf
 from notifications.models import Event
 from wsserver import bus
 
@@ -501,3 +501,41 @@ async def test_the_relay_recovers_entries_redis_lost_before_it_read_them(relay, 
     await expect_titles(client, ["published, then lost with Redis"])
     await notify_titles(user, ["live"])
     await expect_titles(client, ["live"])
+
+
+@needs_own_redis
+async def test_entries_redis_lost_after_its_snapshot_are_put_back_in_their_place(relay_factory, ws_clients, redis_restarts, stream):
+    """
+    Redis killed and started again from a snapshot older than its newest entries, as a replica
+    that a failover promotes may lack the last ones: it is another server, so the stream is not
+    ready, and before anything new is added the lost entries are put back under their own IDs.
+    A relay that never read them delivers them, in their place, before what comes next.
+    """
+    relay = relay_factory()
+    user, session, cursor = await seen_one_event_then_left(ws_clients, relay)
+    await call(lambda: redisconf.connection().save())
+    lost = [await call(notify, user, title) for title in ("lost-1", "lost-2")]
+    await asyncio.to_thread(relay.stop)
+    await asyncio.to_thread(redis_restarts.kill_redis)
+    await asyncio.to_thread(redis_restarts.start_redis)
+    [(newest, _)] = await asyncio.to_thread(stream.redis.xrevrange, stream.key, count=1)
+    assert newest == cursor  # the snapshot's
+
+    restarted = relay_factory(port=relay.port)
+    client = await resumed(ws_clients, restarted, session, cursor)
+    assert await expect_titles(client, ["lost-1", "lost-2"], timeout=10.0) == [cursors.cursor(each.stream_position) for each in lost]
+    await notify_titles(user, ["after"])
+    await expect_titles(client, ["after"])
+
+
+async def test_a_publisher_that_lost_redis_answer_records_the_position_all_the_same(stream):
+    """
+    Redis added the entry but its answer never came (it failed over, the connection broke): the
+    event waits in the outbox, and publishing it again records the position it has, instead of
+    adding it twice (an hour later, once its once-only key expired).
+    """
+    event = await call(notify, await call(make_user), "added, the answer lost")
+    await call(lambda: Event.objects.filter(pk=event.pk).update(stream_position=None))
+    assert await call(outbox.catch_up, card=False) == 0
+    await call(event.refresh_from_db)
+    assert [(cursors.cursor(event.stream_position), event.title)] == [(entry_id, each["title"]) for entry_id, _, each in await asyncio.to_thread(stream.new_entries)]

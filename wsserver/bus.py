@@ -11,15 +11,13 @@ import asyncio
 import logging
 import random
 
-import redis.asyncio as aioredis
 from django.db import DatabaseError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from notifications import cursors, redisconf
-from notifications.conf import app_settings
+from notifications import cursors, redisaddress, redisconf
 from notifications.publishing import decode_message
 from notifications.revocation import control_key
 
@@ -31,28 +29,29 @@ BLOCK_MS = 5_000
 BATCH = 500
 BACKOFF_BASE = 0.1
 BACKOFF_MAX = 5.0
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, *redisaddress.CLUSTER_DOWN)
 
 
 def connect(single_connection=False):
     """
-    A client for the relay. Its socket timeout outlasts XREAD's BLOCK, or an idle stream would
-    look like a lost connection; redis-py's own retries are off, so the reader's backoff is the
-    only one and every outage is logged.
+    A client for the relay (of one server, of the primary Sentinel names, or of a Cluster: see
+    notifications.redisaddress). Its socket timeout outlasts XREAD's BLOCK, or an idle stream
+    would look like a lost connection; redis-py's own retries are off, so the reader's backoff is
+    the only one and every outage is logged.
 
     The reader's client has a single connection: a pool replaces a connection that died while
     it was idle with a new one without a word, and a reader busy delivering when Redis restarted
     without its data would read on in the new stream, never looking for what the old one lost.
     Its one connection fails the next command instead, and the reader recovers the gap.
     """
-    return aioredis.Redis.from_url(
+    return redisaddress.async_client(
         redisconf.url(),
+        single_connection=single_connection,
         decode_responses=True,
         socket_timeout=BLOCK_MS / 1000 + 10,
         socket_connect_timeout=5,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=30,
-        single_connection_client=single_connection,
     )
 
 
@@ -94,7 +93,7 @@ class StreamReader:
         self.backlog = backlog
         self.deliver, self.control, self.recover, self.reconnected = deliver, control, recover, reconnected
         self.diagnosis = diagnosis
-        self.events_key = app_settings.NOTIFICATIONS_STREAM_KEY
+        self.events_key = redisconf.stream_key()
         self.control_key = control_key()
         self.connected = False
         self.reconnects = 0

@@ -25,7 +25,7 @@ events sent or rows loaded; past either, resync. Its database part runs in threa
 from django.apps import apps
 from django.db.models import Max, Q
 
-from notifications import cursors
+from notifications import cursors, redisconf
 from notifications.conf import app_settings
 from notifications.models import OBJECT_KINDS, Event, Recipient
 from notifications.publishing import decode_message, event_json, stored_routes
@@ -187,7 +187,7 @@ async def _stream_frames(redis, since, until, followed, joined_us):
     the database's to give. start = until + 1 when the stream gives nothing: Redis is down, or
     it lost entries of the range while we read it (its oldest entry moved past `start`).
     """
-    key = app_settings.NOTIFICATIONS_STREAM_KEY
+    key = redisconf.stream_key()
     nothing = until + 1, []
     frames = []
     scanned = 0
@@ -220,7 +220,7 @@ async def _stream_frames(redis, since, until, followed, joined_us):
 
 
 def _once(frames):
-    """Each event once, should it have been published twice (see publishing.PUBLISH_ONCE)."""
+    """Each event once, should it have been published twice (see publishing.PUBLISH)."""
     seen = set()
     for event_id, frame in frames:
         if event_id not in seen:
