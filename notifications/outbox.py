@@ -26,11 +26,11 @@ from datetime import timedelta
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from . import redisconf
 from .models import Event
 from .publishing import StreamNotReady, mark_ready, message, publish, stored_routes
+from .redisaddress import REDIS_ERRORS
 from .restoring import restore_lost_entries
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def publish_in_order(messages):
             return publish(messages)
         except StreamNotReady:
             return catch_up(own=len(messages))
-        except RedisError as error:
+        except REDIS_ERRORS as error:
             _fall_behind(f"Redis unavailable at {redisconf.redacted(redisconf.url())} ({error})", len(messages))
         except DatabaseError as error:
             _fall_behind(f"Could not record their stream positions ({error})", len(messages))
@@ -108,7 +108,7 @@ def _catch_up_when_due(own):
     _state["tried"] = time.monotonic()
     try:
         redisconf.connection().ping()
-    except RedisError:
+    except REDIS_ERRORS:
         return 0
     return catch_up(own=own)
 
@@ -132,7 +132,7 @@ def catch_up(card=True, own=0):
                 break  # the outbox is empty, or what is left in it cannot be published now
         if server:
             mark_ready(redisconf.connection(), server)  # unless a failover changed the server meanwhile
-    except (RedisError, DatabaseError) as error:
+    except (*REDIS_ERRORS, DatabaseError) as error:
         if not _state["behind"]:
             logger.warning("Could not publish the outbox (%s): events wait in it", error)
         _state["behind"] = True

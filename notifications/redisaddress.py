@@ -26,7 +26,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import ClusterDownError, RedisClusterException, RedisError
 from redis.sentinel import Sentinel
 
 SERVER, SENTINEL, CLUSTER = "server", "sentinel", "cluster"
@@ -40,9 +40,12 @@ KINDS = {
     "rediss+cluster": CLUSTER,
 }
 DEFAULT_PORTS = {SENTINEL: 26379, CLUSTER: 6379}
-# What redis-py's Cluster clients raise, besides RedisError, when no node serves: no node of the
-# address answers, or a slot has no primary while the cluster fails over.
-CLUSTER_DOWN = (RedisClusterException,)
+# What redis-py's Cluster clients raise while the Cluster cannot serve: it says it is down (a
+# primary failed, its replica not promoted yet), or no node of the address answers, or the
+# client knows no node for a slot. RedisClusterException is no RedisError.
+CLUSTER_DOWN = (ClusterDownError, RedisClusterException)
+# Everything a Redis that cannot serve raises, whatever the form of its address.
+REDIS_ERRORS = (RedisError, RedisClusterException)
 
 
 class BadAddress(ValueError):

@@ -22,9 +22,9 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from . import redisconf
+from .redisaddress import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _send(kind, pks):
         for pk in pks:
             pipe.xadd(control_key(), {kind: pk}, maxlen=CONTROL_MAXLEN, approximate=True)
         pipe.execute()
-    except RedisError as error:
+    except REDIS_ERRORS as error:
         # Relays re-check every connection when they reconnect to Redis; until then, each
         # subscribe is still authorized afresh.
         logger.warning("Could not ask relays to re-check %s %s: %s", kind, ", ".join(pks), error)

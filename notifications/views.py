@@ -20,7 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
-from . import feed
+from . import feed, redisaddress
 from .conf import WEBSOCKET_PATH, app_settings
 from .publishing import event_payload
 from .tickets import issue_ticket
@@ -39,7 +39,7 @@ MAX_PAGE_SIZE = 100
 RETRY_AFTER_SECONDS = 5
 # What reaching each backend raises when it is down. django-redis's cache methods wrap redis-py's
 # errors in ConnectionInterrupted; the connections it hands out raise them as they are.
-REDIS_ERRORS = (RedisError, ConnectionInterrupted)
+REDIS_ERRORS = (*redisaddress.REDIS_ERRORS, ConnectionInterrupted)
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 

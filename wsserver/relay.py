@@ -17,10 +17,10 @@ from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from django.db import DatabaseError
-from redis.exceptions import RedisError
 from websockets.exceptions import ConnectionClosed
 
 from notifications.conf import app_settings
+from notifications.redisaddress import REDIS_ERRORS
 from notifications.topics import group_route
 
 from . import health, metrics, protocol
@@ -202,7 +202,7 @@ class Relay:
             outcome = await authenticate_first_message(connection)
         except ConnectionClosed:
             return None
-        except (DatabaseError, RedisError) as error:
+        except (DatabaseError, *REDIS_ERRORS) as error:
             # The outage is named once, by the examination (the database) or the reader (Redis).
             if isinstance(error, DatabaseError):
                 self.diagnosis.database_failed(error)
