@@ -25,6 +25,7 @@ from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
+from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ClusterDownError, RedisClusterException, RedisError
 from redis.sentinel import Sentinel
@@ -154,12 +155,37 @@ def async_client(url, single_connection=False, **options):
         return aioredis.Redis.from_url(url, single_connection_client=single_connection, **options)
     if address.kind == SENTINEL:
         sentinel = AsyncSentinel(address.nodes, sentinel_kwargs=_sentinel_options(address, options))
-        pool = AsyncSentinelConnectionPool(address.service, sentinel, db=address.db, **address.credentials(), **options)
+        connection_class = FollowingSSLConnection if address.tls else FollowingConnection
+        pool = AsyncSentinelConnectionPool(
+            address.service, sentinel, connection_class=connection_class, db=address.db, **address.credentials(), **options
+        )
         sentinel_client = aioredis.Redis(connection_pool=pool, single_connection_client=single_connection)
         sentinel_client.auto_close_connection_pool = True  # it owns its pool, as the other clients do
         return sentinel_client
     nodes = [AsyncClusterNode(*node) for node in address.nodes]
     return AsyncRedisCluster(startup_nodes=nodes, **address.credentials(), **options)
+
+
+class AsksSentinelOnReconnect:
+    """
+    redis-py's asyncio connection reconnects, when a command finds it closed, to the address it
+    had: a connection that is not given back to its pool between commands (a client with a
+    single connection, as the relay's reader has) would call the old primary forever after a
+    failover. This one asks the Sentinels where the primary is, as its pool does for a new one.
+    """
+
+    async def send_packed_command(self, command, check_health=True):
+        if not self.is_connected:
+            await self.connect()
+        await super().send_packed_command(command, check_health)
+
+
+class FollowingConnection(AsksSentinelOnReconnect, SentinelManagedConnection):
+    pass
+
+
+class FollowingSSLConnection(AsksSentinelOnReconnect, SentinelManagedSSLConnection):
+    pass
 
 
 def _sentinel_options(address, options):

@@ -144,6 +144,10 @@ LOGOUT_REDIRECT_URL = "/"
 # Models whose saves and deletes publish model.* events from any code path (admin edits of
 # any model publish admin.* events without this). auth.User is not listed: every login saves it.
 NOTIFICATIONS_TRACK_MODELS = env_list("NOTIFICATIONS_TRACK_MODELS")
+# The Redis events travel through, when it is not the cache's: a Sentinel-managed primary
+# (redis+sentinel://host1:26379,host2:26379/mymaster/0) or a Cluster (redis+cluster://host1:6379,...),
+# which django-redis's default client cannot reach, or any Redis of their own.
+NOTIFICATIONS_REDIS_URL = os.environ.get("NOTIFICATIONS_REDIS_URL", "")
 # The Redis stream of this deployment (deployments sharing a Redis each need their own).
 NOTIFICATIONS_STREAM_KEY = os.environ.get("NOTIFICATIONS_STREAM_KEY") or "notifications:events"
 WSSERVER_PUBLIC_URL = os.environ.get("WSSERVER_PUBLIC_URL", "")
