@@ -10,15 +10,17 @@ of, in this order:
 - the cache named by `NOTIFICATIONS_REDIS_ALIAS` ("default"), when it is a Redis cache: Django's
   own `django.core.cache.backends.redis.RedisCache` or django-redis's `RedisCache`. Its
   connection pool is shared with the cache; the relay reads its first `LOCATION`, or, for
-  django-redis's Sentinel client, its `SENTINELS` and the service name in its `LOCATION`.
+  django-redis's Sentinel client, its `SENTINELS` (and `SENTINEL_KWARGS`'s password) and the
+  service name in its `LOCATION`.
 
 Credentials go in the URL (`redis://:password@host:6379/0`, `rediss://` for TLS): the relay
-reads nothing else of the cache's OPTIONS.
+reads nothing else of the cache's OPTIONS. (Neither cache backend reaches a Cluster: a Cluster
+is for NOTIFICATIONS_REDIS_URL.)
 """
 
 import re
 from functools import lru_cache
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.cache import caches
@@ -65,20 +67,30 @@ def url():
     if isinstance(location, str):
         location = re.split("[;,]", location)
     location = location[0].strip()
-    sentinels = (cache.get("OPTIONS") or {}).get("SENTINELS")
-    return sentinel_cache_url(location, sentinels) if sentinels else location
+    options = cache.get("OPTIONS") or {}
+    return sentinel_cache_url(location, options) if options.get("SENTINELS") else location
 
 
-def sentinel_cache_url(location, sentinels):
+def sentinel_cache_url(location, options):
     """
     A django-redis Sentinel cache's address as one URL: `redis://[:password@]<service>/<db>` (its
-    LOCATION) watched by [(host, port), ...] (its OPTIONS["SENTINELS"]) is
-    `redis+sentinel://[:password@]host:port,.../<service>/<db>`.
+    LOCATION) watched by OPTIONS["SENTINELS"] = [(host, port), ...], which want
+    OPTIONS["SENTINEL_KWARGS"]["password"] if any, is
+    `redis+sentinel://[:password@]host:port,.../<service>/<db>[?sentinel_password=...]`.
     """
     parts = urlsplit(location)
     credentials, _, service = parts.netloc.rpartition("@")
-    hosts = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in sentinels)
-    return urlunsplit((f"{parts.scheme}+sentinel", f"{credentials}@{hosts}" if credentials else hosts, f"/{service}{parts.path or '/0'}", "", ""))
+    hosts = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in options["SENTINELS"])
+    sentinel_password = (options.get("SENTINEL_KWARGS") or {}).get("password")
+    return urlunsplit(
+        (
+            f"{parts.scheme}+sentinel",
+            f"{credentials}@{hosts}" if credentials else hosts,
+            f"/{service}{parts.path or '/0'}",
+            urlencode({"sentinel_password": sentinel_password}) if sentinel_password else "",
+            "",
+        )
+    )
 
 
 def stream_key():

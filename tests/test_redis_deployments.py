@@ -9,11 +9,13 @@ Each deployment serves the tests of this module in turn, the failover last.
 """
 
 import asyncio
+import json
 
 import pytest
 from django.test import override_settings
 
 from notifications import announce, cursors, notify, redisaddress, redisconf
+from wsserver import bus
 
 from . import redis_deployments
 from .aio import call, live_servers
@@ -52,6 +54,31 @@ async def test_events_tickets_and_control_messages_travel_through_it(through, ws
     await client.expect_close(4003)
 
 
+@pytest.mark.parametrize("deployment", ["sentinel"], indirect=True)
+async def test_events_share_a_django_redis_sentinel_cache(deployment, ws_clients):
+    """The site's cache is django-redis's Sentinel client: events travel through its connections, and the relay's client follows its SENTINELS."""
+    cache = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": f"redis://:{redis_deployments.PASSWORD}@{redis_deployments.SERVICE}/0",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.SentinelClient",
+            "SENTINELS": [("127.0.0.1", sentinel.port) for sentinel in deployment.sentinels],
+            "SENTINEL_KWARGS": {"password": redis_deployments.SENTINEL_PASSWORD},
+            "SOCKET_CONNECT_TIMEOUT": 2,
+            "SOCKET_TIMEOUT": 2,
+        },
+    }
+    with override_settings(CACHES={"default": cache}, DJANGO_REDIS_CONNECTION_FACTORY="django_redis.pool.SentinelConnectionFactory"):
+        assert await call(redisconf.url) == deployment.url
+        event = await call(notify, await call(make_user), "through the cache's connections")
+        reader = bus.connect(single_connection=True)
+        try:
+            [[_, [(entry_id, fields)]]] = await reader.xread({redisconf.stream_key(): cursors.cursor(event.stream_position - 1)}, count=1)
+        finally:
+            await reader.aclose()
+    assert (entry_id, json.loads(fields["event"])["title"]) == (cursors.cursor(event.stream_position), "through the cache's connections")
+
+
 async def test_a_failover_that_loses_the_newest_entries_loses_no_event(deployment, through, ws_clients):
     user = await call(make_user)
     session = await call(login, user)
@@ -83,3 +110,4 @@ async def test_a_failover_that_loses_the_newest_entries_loses_no_event(deploymen
     await notify_titles(user, ["live"])
     for client in (watching, resuming):
         await expect_titles(client, ["live"])
+
