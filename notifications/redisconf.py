@@ -20,7 +20,7 @@ is for NOTIFICATIONS_REDIS_URL.)
 
 import re
 from functools import lru_cache
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.cache import caches
@@ -80,6 +80,8 @@ def sentinel_cache_url(location, options):
     """
     parts = urlsplit(location)
     credentials, _, service = parts.netloc.rpartition("@")
+    if not service:
+        raise redisaddress.BadAddress(f"its LOCATION {redacted(location)!r} names no service")
     hosts = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in options["SENTINELS"])
     sentinel_password = (options.get("SENTINEL_KWARGS") or {}).get("password")
     return urlunsplit(
@@ -105,13 +107,14 @@ def stream_key():
 
 
 def redacted(address):
-    """The URL without its password, for logs and error messages."""
+    """The URL without its passwords (the servers' and the Sentinels'), for logs and error messages."""
     parts = urlsplit(address)
-    if parts.password is None:
-        return address
-    netloc = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+    if parts.password is not None:
+        netloc = parts.netloc.rpartition("@")[2]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        parts = parts._replace(netloc=user + netloc)
+    query = [(name, "***" if name == "sentinel_password" else value) for name, value in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
 def connection():

@@ -64,6 +64,35 @@ def test_a_real_redis_is_required_outside_debug(overrides, expected):
         assert ids(checks.check_redis(None)) == expected
 
 
+SENTINEL_CACHE = {
+    "BACKEND": "django_redis.cache.RedisCache",
+    "LOCATION": "redis://mymaster/0",
+    "OPTIONS": {"CLIENT_CLASS": "django_redis.client.SentinelClient", "SENTINELS": [("10.0.0.1", 26379)], **TIMEOUTS},
+}
+
+
+@pytest.mark.parametrize(
+    "overrides, expected, words",
+    [
+        ({"NOTIFICATIONS_REDIS_URL": "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0"}, [], ""),
+        ({"NOTIFICATIONS_REDIS_URL": "redis+cluster://10.0.0.1:6379,10.0.0.2:6379"}, [], ""),
+        ({"NOTIFICATIONS_REDIS_URL": "http://10.0.0.1:6379/0"}, ["notifications.E007"], "redis+sentinel://"),
+        ({"NOTIFICATIONS_REDIS_URL": "redis+sentinel://:secret@10.0.0.1:26379"}, ["notifications.E008"], "/<service name>/"),
+        ({"NOTIFICATIONS_REDIS_URL": "redis+sentinel://10.0.0.1:port/mymaster/0"}, ["notifications.E008"], "port"),
+        ({"NOTIFICATIONS_REDIS_URL": "redis+cluster://10.0.0.1:6379/2"}, ["notifications.E009"], "database 0 only"),
+        ({"CACHES": {"default": SENTINEL_CACHE}}, [], ""),
+        ({"CACHES": {"default": {**SENTINEL_CACHE, "LOCATION": "redis://"}}}, ["notifications.E010"], "SENTINELS"),
+        ({"CACHES": {"default": {**SENTINEL_CACHE, "OPTIONS": {**SENTINEL_CACHE["OPTIONS"], "SENTINELS": ["10.0.0.1"]}}}}, ["notifications.E010"], "(host, port)"),
+    ],
+)
+def test_sentinel_and_cluster_addresses_are_checked(overrides, expected, words):
+    with override_settings(**overrides):
+        messages = checks.check_redis(None)
+    assert ids(messages) == expected
+    if expected:
+        assert words in messages[0].msg + messages[0].hint and "secret" not in messages[0].msg
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [

@@ -110,4 +110,6 @@ async def test_a_failover_that_loses_the_newest_entries_loses_no_event(deploymen
     await notify_titles(user, ["live"])
     for client in (watching, resuming):
         await expect_titles(client, ["live"])
+    assert "Lost Redis" in first.output()
+    assert all(password not in first.output() for password in (redis_deployments.PASSWORD, redis_deployments.SENTINEL_PASSWORD))
 
