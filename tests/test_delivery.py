@@ -313,6 +313,11 @@ async def test_events_committed_while_redis_is_down_arrive_once_when_it_is_back(
     await notify_titles(user, ["live"])
     for client in clients:
         await expect_titles(client, ["live"])
+    # "live" may have waited in the outbox (this process retries Redis once a second): a relay
+    # that published it records its position just after its clients got it.
+    deadline = time.monotonic() + 5
+    while await call(lambda: Event.objects.filter(stream_position__isnull=True).count()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     assert await call(lambda: Event.objects.filter(stream_position__isnull=True).count()) == 0
     status, health = await asyncio.to_thread(get_json, second.ops_url("/healthz"))
     assert (status, health["redis"]) == (200, "up") and health["redis_reconnects"] >= 1
@@ -504,7 +509,7 @@ async def test_the_relay_recovers_entries_redis_lost_before_it_read_them(relay, 
 
 
 @needs_own_redis
-async def test_entries_redis_lost_after_its_snapshot_are_put_back_in_their_place(relay_factory, ws_clients, redis_restarts, stream):
+async def test_entries_redis_lost_after_its_snapshot_are_put_back_in_their_place(relay_factory, ws_clients, redis_restarts):
     """
     Redis killed and started again from a snapshot older than its newest entries, as a replica
     that a failover promotes may lack the last ones: it is another server, so the stream is not
@@ -517,9 +522,7 @@ async def test_entries_redis_lost_after_its_snapshot_are_put_back_in_their_place
     lost = [await call(notify, user, title) for title in ("lost-1", "lost-2")]
     await asyncio.to_thread(relay.stop)
     await asyncio.to_thread(redis_restarts.kill_redis)
-    await asyncio.to_thread(redis_restarts.start_redis)
-    [(newest, _)] = await asyncio.to_thread(stream.redis.xrevrange, stream.key, count=1)
-    assert newest == cursor  # the snapshot's
+    await asyncio.to_thread(redis_restarts.start_redis)  # its stream ends with "seen"
 
     restarted = relay_factory(port=relay.port)
     client = await resumed(ws_clients, restarted, session, cursor)
