@@ -6,7 +6,7 @@ Where one stream stops scaling: one Redis, one publisher, 1 to 32 relay readers 
 Every relay reads the whole stream (each event's routes are decided by the reader: docs/scaling.md),
 so each added relay costs Redis one more copy of every entry. This measures what each reader
 gets as their number grows: a publisher adds entries through the same Lua script as notify()
-(publishing.PUBLISH_ONCE, pipelines of 100, ≈200-byte events with their routes), as fast as it
+(publishing.PUBLISH, 100 events a call as the outbox publishes them, ≈200-byte events with their routes), as fast as it
 can (or at --rate entries/s), while N reader processes XREAD them as the relay's reader does
 (BLOCK, COUNT 500) and decode each entry as it does (publishing.decode_message), but deliver
 nothing. Reported per N: entries/s published, entries/s each reader got (slowest, median), their
@@ -32,7 +32,7 @@ from payload import payload  # noqa: E402
 
 STREAM = "bench:fanout"
 WARM_UP = 1.0  # seconds of publishing before the measured window
-PIPELINE = 100
+PER_CALL = 100  # events a publishing call adds
 BLOCK_MS = 5_000
 BATCH = 500  # the relay reader's COUNT (wsserver/bus.py)
 
@@ -75,25 +75,22 @@ def read(redis_url, ready, results, window):
 def publish(redis_url, window, rate):
     """Publish until the measured `window` (wall clock) ends; how many entries were added inside it."""
     import redis
+    from django.test import override_settings
 
-    from notifications.publishing import PUBLISH_ONCE
+    from notifications.publishing import PUBLISH, publish_arguments
 
     client = redis.Redis.from_url(redis_url)
-    script = client.register_script(PUBLISH_ONCE)
-    client.set(f"{STREAM}:ready", "1")
+    script = client.register_script(PUBLISH)
     routes = '["inbox:group:1","model:auth.user"]'
     started = time.time()
     seq = added = 0
     while time.time() < window[1]:
-        pipe = client.pipeline(transaction=False)
-        for _ in range(PIPELINE):
-            seq += 1
-            keys = [STREAM, f"{STREAM}:published:{seq}", f"{STREAM}:ready"]
-            args = [100_000, 60, seq, payload(seq, time.time_ns()), routes, 1, int(time.time() * 1e6)]
-            script(keys=keys, args=args, client=pipe)
-        pipe.execute()
+        entries = [(seq + n, payload(seq + n, time.time_ns()), routes, int(time.time() * 1e6)) for n in range(1, PER_CALL + 1)]
+        seq += PER_CALL
+        with override_settings(NOTIFICATIONS_STREAM_KEY=STREAM, NOTIFICATIONS_STREAM_MAXLEN=100_000):
+            script(*publish_arguments(entries, catching_up=True))
         if window[0] <= time.time() < window[1]:
-            added += PIPELINE
+            added += PER_CALL
         if rate:
             time.sleep(max(0.0, seq / rate - (time.time() - started)))
     client.close()
