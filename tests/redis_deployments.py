@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -64,9 +64,12 @@ class Server:
     process: subprocess.Popen
     directory: Path
     password: str
+    _client: redis.Redis | None = field(default=None, repr=False)
 
     def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True, socket_timeout=5)
+        if self._client is None:
+            self._client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True, socket_timeout=5)
+        return self._client
 
     def answers(self):
         try:
@@ -82,6 +85,8 @@ class Server:
         self.process.wait(5)
 
     def stop(self):
+        if self._client is not None:
+            self._client.close()
         self.process.terminate()
         try:
             self.process.wait(5)
@@ -113,11 +118,16 @@ DATA_SETTINGS = ["save ''", "appendonly no", "repl-diskless-sync-delay 0", f"mas
 
 
 class Deployment:
-    """Servers in a temporary directory, stopped and removed with it."""
+    """Servers in a temporary directory, stopped and removed with it (at once, should set_up fail)."""
 
     def __init__(self):
         self.root = Path(tempfile.mkdtemp(prefix="redis-deployment-"))
         self.servers = []
+        try:
+            self.set_up()
+        except BaseException:
+            self.stop()
+            raise
 
     def start(self, name, settings, **kwargs):
         self.servers.append(start_server(self.root / name, settings, **kwargs))
@@ -160,8 +170,7 @@ class Deployment:
 
 
 class SentinelDeployment(Deployment):
-    def __init__(self):
-        super().__init__()
+    def set_up(self):
         self.primary = self.start("primary", DATA_SETTINGS)
         self.replica = self.start("replica", [*DATA_SETTINGS, f"replicaof 127.0.0.1 {self.primary.port}"])
         monitor = [
@@ -198,8 +207,7 @@ class SentinelDeployment(Deployment):
 
 
 class ClusterDeployment(Deployment):
-    def __init__(self):
-        super().__init__()
+    def set_up(self):
         self.nodes = []
         for n in range(6):
             directory = f"node-{n}"
