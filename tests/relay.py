@@ -157,21 +157,29 @@ def start_server(server_class, command, log_dir, port=None, settings_module="pro
             stderr=subprocess.STDOUT,
         )
     server = server_class(port, process, log_path)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{command} exited with code {process.returncode} before listening:\n{server.output()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"{command} did not listen on port {port} within {START_TIMEOUT} s:\n{server.output()}")
-        time.sleep(0.05)
+    wait_until(server, lambda: accepts(port), f"{command} listening on port {port}")
     track(server)
     return server
+
+
+def accepts(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(server, condition, what):
+    """Until condition(); bounded, and the server stopped if it never comes (or exits first)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not condition():
+        if server.process.poll() is not None:
+            raise RuntimeError(f"Exited with code {server.process.returncode} before {what}:\n{server.output()}")
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"Not within {START_TIMEOUT} s: {what}:\n{server.output()}")
+        time.sleep(0.05)
 
 
 def start_relay(log_dir, settings_module="project.settings", extra_env=None, port=None, args=(), ops_port=None):
@@ -179,10 +187,14 @@ def start_relay(log_dir, settings_module="project.settings", extra_env=None, por
     Start a relay (on a free port, or on `port`) and wait until it accepts connections. Its
     operations endpoints are on `ops_port` (a free one unless given).
     """
-    ops_port = ops_port or free_port()
+    ops_port, port = ops_port or free_port(), port or free_port()
+    log_path = Path(log_dir) / f"{Relay.name}-{port}.log"
+    logged_before = log_path.stat().st_size if log_path.exists() else 0
     extra_env = {"WSSERVER_METRICS_ADDRESS": f"127.0.0.1:{ops_port}", **(extra_env or {})}
     relay = start_server(Relay, "runwsserver", log_dir, port, settings_module, extra_env, args)
     relay.ops_port = ops_port
+    # The public port listens first, the operations address a moment later: the banner says both do.
+    wait_until(relay, lambda: "Starting WebSocket relay at" in relay.output(logged_before), "runwsserver's banner")
     return relay
 
 
