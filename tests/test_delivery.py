@@ -68,6 +68,17 @@ async def resumed(ws_clients, relay, session, cursor):
     return client
 
 
+async def published(events, timeout=10.0):
+    """The events as stored once each has its stream position (this process, or a relay draining the outbox, published them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = await call(lambda: list(Event.objects.filter(pk__in=[event.pk for event in events]).order_by("stream_position")))
+        if all(each.stream_position for each in stored) or time.monotonic() > deadline:
+            assert all(each.stream_position for each in stored), stored
+            return stored
+        await asyncio.sleep(0.1)
+
+
 async def seen_one_event_then_left(ws_clients, relay, **user_fields):
     """A user whose client received one event, then disconnected: (user, session, its cursor)."""
     user = await call(make_user, **user_fields)
@@ -519,7 +530,7 @@ async def test_entries_redis_lost_after_its_snapshot_are_put_back_in_their_place
     relay = relay_factory()
     user, session, cursor = await seen_one_event_then_left(ws_clients, relay)
     await call(lambda: redisconf.connection().save())
-    lost = [await call(notify, user, title) for title in ("lost-1", "lost-2")]
+    lost = await published([await call(notify, user, title) for title in ("lost-1", "lost-2")])
     await asyncio.to_thread(relay.stop)
     await asyncio.to_thread(redis_restarts.kill_redis)
     await asyncio.to_thread(redis_restarts.start_redis)  # its stream ends with "seen"
