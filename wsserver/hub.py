@@ -2,8 +2,8 @@
 Which connections follow which route, and delivering events to them.
 
 A dict of sets: route → connections. Delivering an event costs one lookup per route it carries
-and one `websockets.broadcast` per topic it is shown under; each frame is built once for all
-its recipients, and no write is awaited, so a slow connection never holds up the others.
+and one frame per topic it is shown under, built and framed once for all its recipients
+(fanout.py); no write is awaited, so a slow connection never holds up the others.
 
 Guards keep each connection's sequence exact and its own:
 - An event id delivered once is not delivered again (a bounded memory of recent ids), whatever
@@ -20,12 +20,10 @@ import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
-from websockets.asyncio.server import broadcast
-
 from notifications import cursors
 from notifications.topics import topic_of_route
 
-from . import metrics, protocol
+from . import fanout, metrics, protocol
 from .backlog import Backlog
 from .replay import topic_for
 
@@ -153,7 +151,7 @@ class Hub:
                 frame, connections = by_topic[topic]
                 connections |= self._keep_held(recipients, topic, frame, routes, cursor, event_json)
         for frame, connections in by_topic.values():
-            broadcast(connections, frame)
+            fanout.send(connections, frame)
         self.broadcasts += len(by_topic)
         metrics.DELIVERIES.inc(len(reached))
         return len(reached)
@@ -191,7 +189,7 @@ class Hub:
         del self._held[connection]
         for held in hold.frames:
             if held.position > hold.after:
-                broadcast([connection], held.frame)
+                fanout.send([connection], held.frame)
                 self.broadcasts += 1
         return not hold.overflowed
 
@@ -208,7 +206,7 @@ class Hub:
     def resync_all(self):
         """Tell every connection that events were lost and it must reload over HTTP."""
         self.backlog.clear()
-        broadcast({connection for followers in self._followers.values() for connection in followers}, protocol.resync())
+        fanout.send({connection for followers in self._followers.values() for connection in followers}, protocol.resync())
 
     def is_held(self, connection, reason):
         hold = self._held.get(connection)
