@@ -1,50 +1,47 @@
 """
-Writing one text frame to many connections, framed once.
+Writing text frames to many connections: each frame built once, each connection written once.
 
-A server's frames are not masked (RFC 6455, section 5.1), so a text frame is the same bytes on
-every connection that negotiated no extension: those bytes are built once, by websockets' own
-Frame.serialize, and written to each such connection's transport. `websockets.broadcast` builds
-them again for every connection (a Frame, its header, a copy of the payload): at 1,000 clients
-that was more than half of the relay's own (user) CPU time per delivery (docs/performance.md).
+`websockets.broadcast` frames a message again for every connection (a Frame, its header, a copy
+of the payload) and writes it at once: a system call per message and connection. Here:
 
-A connection gets the shared bytes only when websockets would have written exactly those bytes
-to it, now: its protocol is OPEN (no close frame sent or received: after one, nothing more is
-written, as broadcast skips it), no fragmented message is under way on it, it negotiated no
-extension (permessage-deflate compresses each connection's frames with a context of its own),
-and its protocol holds no bytes of its own not yet written (websockets writes them out after
-each call, so none are expected; should some be, writing ours first would reorder them). Every
-other connection is left to `websockets.broadcast`, which frames for it as before. Nothing is
-awaited: as with broadcast, a slow connection never holds up the others, and what it has not
-read waits in its transport's buffer, where the slow-client watchdog (server.py) looks.
+- A frame is framed once for all its recipients. A server's frames are not masked (RFC 6455,
+  section 5.1), so a text frame is the same bytes on every connection without an extension:
+  websockets' own Frame.serialize builds them, and each such connection gets those bytes. A
+  connection that negotiated permessage-deflate (compression.py) compresses with a context of
+  its own: its protocol frames (and compresses) each message for it, as broadcast would.
+- Frames are queued per connection, then each connection's are written in one call (Writes): a
+  batch of events (one read of the Redis stream) costs one system call per connection, not one
+  per event and connection. Nothing runs between queueing and flush() (no await), so nothing
+  else can write to a connection meanwhile, and its frames keep their order.
+
+A connection is written to only while its protocol is OPEN (after a close frame, sent or
+received, nothing more is; broadcast skips it too) and not in the middle of a fragmented message
+(broadcast skips it, with a warning; the relay sends none). Its protocol writes out what it has
+to send after each call, so it holds nothing when its shared bytes go out; should it hold
+something, the connection is framed by its protocol, in order. Nothing is awaited: as with
+broadcast, a slow connection never holds up the others, and what it has not read waits in its
+transport's buffer, where the slow-client watchdog (server.py) looks.
 """
 
-from websockets.asyncio.server import broadcast
 from websockets import frames
 from websockets.protocol import OPEN
 
 
-def text_frame(text):
-    """The bytes of an unmasked, unfragmented text frame carrying `text`, as websockets writes it."""
-    return frames.Frame(frames.Opcode.TEXT, text.encode()).serialize(mask=False)
-
-
 class SharedFrame:
-    """A text frame to send: its text, and its bytes on a connection without extensions."""
+    """A text frame for many connections: its payload, and its bytes where no extension applies."""
 
-    __slots__ = ("text", "data")
+    __slots__ = ("data", "payload")
 
     def __init__(self, text):
-        self.text = text
-        self.data = text_frame(text)
+        self.payload = text.encode()
+        self.data = frames.Frame(frames.Opcode.TEXT, self.payload).serialize(mask=False)
 
 
 class Writes:
     """
-    Frames for many connections, queued, then written by flush(): each connection's in one call,
-    in the order they were queued, so that a batch of events costs one write (one system call,
-    where the socket takes it all) per connection instead of one per event and connection. The
-    queue holds references to frames shared by all their recipients, and is flushed once it
-    holds MAX_QUEUED of them, whatever the batch's size.
+    Frames queued for many connections, written by flush(): each connection's in one call, in
+    the order they were queued. The queue holds references to frames shared by their recipients;
+    it is flushed once it holds MAX_QUEUED of them, whatever the batch's size.
     """
 
     MAX_QUEUED = 100_000
@@ -72,12 +69,17 @@ class Writes:
             protocol = connection.protocol
             if protocol.state is not OPEN:
                 continue
-            if protocol.extensions or protocol.writes or protocol.expect_continuation_frame:
-                for frame in mine:
-                    broadcast([connection], frame.text)
+            if protocol.expect_continuation_frame:
+                connection.logger.warning("skipped broadcast: sending a fragmented message")
                 continue
             try:
-                connection.transport.writelines([frame.data for frame in mine])
+                if protocol.extensions or protocol.writes:
+                    for frame in mine:
+                        protocol.send_text(frame.payload)
+                    data = protocol.data_to_send()  # frames only: the end of the stream comes after OPEN
+                else:
+                    data = [frame.data for frame in mine]
+                connection.transport.writelines(data)
             except Exception as error:  # as broadcast does: the others still get theirs
                 connection.logger.warning("skipped broadcast: failed to write message: %s", error)
 
