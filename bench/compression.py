@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from harness import World, log  # noqa: E402
+from harness import log  # noqa: E402
 from loadclient import LoadClients  # noqa: E402
 
 CLIENTS = 1000
@@ -99,16 +99,9 @@ def main():
     parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    harness.raise_file_limit()
-    python = harness.peers_python()
-    world = World(keep=args.keep)
-    try:
-        world.setup_django()
-        world.create_users(args.clients)
-        for result in run(world, python, Sequence(), args.clients):
-            print(result)
-    finally:
-        world.close()
+    results = harness.run_alone(args.clients, lambda world, python: run(world, python, Sequence(), args.clients), keep=args.keep)
+    for result in results:
+        print(result)
 
 
 if __name__ == "__main__":
