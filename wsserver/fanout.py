@@ -40,48 +40,62 @@ class SharedFrame:
 class Writes:
     """
     Frames queued for many connections, written by flush(): each connection's in one call, in
-    the order they were queued. The queue holds references to frames shared by their recipients;
-    it is flushed once it holds MAX_QUEUED of them, whatever the batch's size.
+    the order they were queued. A batch of one frame (one event, as events come one by one) is
+    written straight to its recipients. The queue holds the frames and the sets of their
+    recipients as given (nothing changes them before flush(): no await comes between), and is
+    flushed once it holds MAX_QUEUED deliveries, whatever the batch's size.
     """
 
     MAX_QUEUED = 100_000
 
     def __init__(self):
-        self._queued = {}  # connection → [SharedFrame]
+        self._sends = []  # (SharedFrame, connections), oldest first
         self._count = 0
 
     def send(self, connections, text):
-        frame = SharedFrame(text)
-        queued = self._queued
-        for connection in connections:
-            mine = queued.get(connection)
-            if mine is None:
-                queued[connection] = [frame]
-            else:
-                mine.append(frame)
+        self._sends.append(((SharedFrame(text),), connections))
         self._count += len(connections)
         if self._count >= self.MAX_QUEUED:
             self.flush()
 
     def flush(self):
-        queued, self._queued, self._count = self._queued, {}, 0
-        for connection, mine in queued.items():
-            protocol = connection.protocol
-            if protocol.state is not OPEN:
-                continue
-            if protocol.expect_continuation_frame:
-                connection.logger.warning("skipped broadcast: sending a fragmented message")
-                continue
-            try:
-                if protocol.extensions or protocol.writes:
-                    for frame in mine:
-                        protocol.send_text(frame.payload)
-                    data = protocol.data_to_send()  # frames only: the end of the stream comes after OPEN
+        sends, self._sends, self._count = self._sends, [], 0
+        if len(sends) == 1:
+            frames, connections = sends[0]
+            for connection in connections:
+                _write(connection, frames)
+            return
+        queued = {}  # connection → [SharedFrame]
+        for (frame,), connections in sends:
+            for connection in connections:
+                mine = queued.get(connection)
+                if mine is None:
+                    queued[connection] = [frame]
                 else:
-                    data = [frame.data for frame in mine]
-                connection.transport.writelines(data)
-            except Exception as error:  # as broadcast does: the others still get theirs
-                connection.logger.warning("skipped broadcast: failed to write message: %s", error)
+                    mine.append(frame)
+        for connection, mine in queued.items():
+            _write(connection, mine)
+
+
+def _write(connection, frames):
+    """Write these frames to the connection, in one call, if it is open and not sending a fragmented message."""
+    protocol = connection.protocol
+    if protocol.state is not OPEN:
+        return
+    if protocol.expect_continuation_frame:
+        connection.logger.warning("skipped broadcast: sending a fragmented message")
+        return
+    try:
+        if protocol.extensions or protocol.writes:
+            for frame in frames:
+                protocol.send_text(frame.payload)
+            connection.transport.writelines(protocol.data_to_send())  # frames only: the stream ends after OPEN
+        elif len(frames) == 1:
+            connection.transport.write(frames[0].data)
+        else:
+            connection.transport.writelines([frame.data for frame in frames])
+    except Exception as error:  # as broadcast does: the others still get theirs
+        connection.logger.warning("skipped broadcast: failed to write message: %s", error)
 
 
 def send(connections, text):
