@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from harness import World, log  # noqa: E402
+from harness import log  # noqa: E402
 from loadclient import LoadClients  # noqa: E402
 
 CLIENT_WORKERS = 4
@@ -108,17 +108,13 @@ def main():
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    harness.raise_file_limit()
-    python = harness.peers_python()
-    world = World(keep=args.keep)
-    try:
-        world.setup_django()
-        world.create_users(args.connections)
-        result = run(world, python, args.connections, args.client_workers, args.concurrency)
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    finally:
-        world.close()
+    result = harness.run_alone(
+        args.connections,
+        lambda world, python: run(world, python, args.connections, args.client_workers, args.concurrency),
+        keep=args.keep,
+    )
+    for key, value in result.items():
+        print(f"{key}: {value}")
 
 
 if __name__ == "__main__":

@@ -351,3 +351,19 @@ class World:
             log(f"kept {self.dir}")
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_alone(users, measure, keep=False):
+    """
+    A benchmark script run on its own: `measure(world, python)` on a world of its own with
+    `users` users (and the peers' Python for the load client); the world removed after.
+    """
+    raise_file_limit()
+    python = peers_python()
+    world = World(keep=keep)
+    try:
+        world.setup_django()
+        world.create_users(users)
+        return measure(world, python)
+    finally:
+        world.close()

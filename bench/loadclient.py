@@ -7,7 +7,8 @@ run.py starts a few workers (LoadClients, below) and steers them with JSON lines
 each answers with one JSON line on stdout:
 
     {"cmd": "connect", "url": "ws://127.0.0.1:8765/ws/", "origin": "http://localhost",
-     "cookies": ["sessionid=..."] | null, "count": 500, "concurrency": 100, "ready": "welcome" | "open"}
+     "cookies": ["sessionid=..."] | null, "count": 500, "concurrency": 100, "ready": "welcome" | "open",
+     "compression": false}               true: offer permessage-deflate, as browsers do
     {"cmd": "window", "lo": 0, "hi": 2000}    count deliveries of seqs in [lo, hi), from now
     {"cmd": "wait", "timeout": 30, "latencies": false}
                                               until every connection has every seq of the window
@@ -15,6 +16,10 @@ each answers with one JSON line on stdout:
 
 "ready" is what makes a connection count as connected: the handshake's 101 ("open"), or, for
 this project's relay, its `welcome` frame (authenticated, subscribed to its inbox).
+
+Each wait reports the bytes the window's connections received (`bytes`: WebSocket frames as they
+crossed the socket, headers included, compressed where permessage-deflate was negotiated; the
+raw backend only) and how many connections negotiated compression (`compressed`).
 
 Two implementations of the client side of WebSocket, chosen with --backend:
 - "raw" (default): asyncio Protocols that do the opening handshake (RFC 6455, with the
@@ -41,6 +46,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,6 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from payload import MARKER  # noqa: E402
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+DEFLATE_TAIL = b"\x00\x00\xff\xff"  # removed from each compressed message by the sender (RFC 7692)
 time_ns = time.time_ns
 
 
@@ -120,6 +128,9 @@ class RawConnection(asyncio.Protocol):
         self.buffer = b""
         self.got = None
         self.close_code = None
+        self.received = 0  # bytes, frames and headers as they came
+        self.inflater = None  # a zlib decompressor once permessage-deflate is negotiated
+        self.fresh_context = False  # server_no_context_takeover: a new decompressor for each message
 
     def connection_made(self, transport):
         self.transport = transport
@@ -133,6 +144,7 @@ class RawConnection(asyncio.Protocol):
 
     def data_received(self, data):
         now = time_ns()
+        self.received += len(data)
         if self.buffer:
             data = self.buffer + data
             self.buffer = b""
@@ -162,6 +174,10 @@ class RawConnection(asyncio.Protocol):
             self.transport.close()
         else:
             self.upgraded = True
+            extensions = headers.get(b"sec-websocket-extensions", b"").decode()
+            if extensions.startswith("permessage-deflate"):
+                self.inflater = zlib.decompressobj(-15)  # 15 bits decode any window the server chose
+                self.fresh_context = "server_no_context_takeover" in extensions
             if not self.ready_on_welcome:
                 self.ready.set_result(None)
 
@@ -188,7 +204,10 @@ class RawConnection(asyncio.Protocol):
             if end > size:
                 break
             opcode = first & 0x0F
-            if opcode == 1 or opcode == 2:
+            if (opcode == 1 or opcode == 2) and first & 0x40:  # RSV1: a compressed message
+                message = self._inflate(data[start:end])
+                self._data(message, 0, len(message), now)
+            elif opcode == 1 or opcode == 2:
                 self._data(data, start, end, now)
             elif opcode == 9:  # ping: pong with the same data (client frames are masked)
                 self._send(0xA, data[start:end])
@@ -201,6 +220,15 @@ class RawConnection(asyncio.Protocol):
             pos = end
         if pos < size:
             self.buffer = data[pos:]
+
+    @property
+    def compressed(self):
+        return self.inflater is not None
+
+    def _inflate(self, payload):
+        if self.fresh_context:
+            self.inflater = zlib.decompressobj(-15)
+        return self.inflater.decompress(payload + DEFLATE_TAIL)
 
     def _data(self, data, start, end, now):
         match = MARKER.search(data, start, end)
@@ -231,7 +259,7 @@ class RawConnection(asyncio.Protocol):
             self.transport.close()
 
 
-def handshake(url, origin, cookie):
+def handshake(url, origin, cookie, compression=False):
     parts = urlsplit(url)
     key = base64.b64encode(os.urandom(16))
     lines = [
@@ -246,14 +274,16 @@ def handshake(url, origin, cookie):
         lines.append(f"Origin: {origin}")
     if cookie:
         lines.append(f"Cookie: {cookie}")
+    if compression:
+        lines.append(f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}")
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
     return ("\r\n".join(lines) + "\r\n\r\n").encode(), accept
 
 
-async def open_raw(worker, url, origin, cookie, ready_on_welcome, timeout):
+async def open_raw(worker, url, origin, cookie, ready_on_welcome, timeout, compression=False):
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
-    request, accept = handshake(url, origin, cookie)
+    request, accept = handshake(url, origin, cookie, compression)
     ready = loop.create_future()
     try:
         _, connection = await asyncio.wait_for(
@@ -277,6 +307,8 @@ class LibraryConnection:
         self.websocket = websocket
         self.got = None
         self.task = None
+        self.received = 0  # not counted: the library reads the socket
+        self.compressed = bool(websocket.protocol.extensions)
 
     async def read(self):
         from websockets.exceptions import ConnectionClosed
@@ -304,7 +336,7 @@ class LibraryConnection:
         asyncio.ensure_future(self.websocket.close())
 
 
-async def open_library(worker, url, origin, cookie, ready_on_welcome, timeout):
+async def open_library(worker, url, origin, cookie, ready_on_welcome, timeout, compression=False):
     from websockets.asyncio.client import connect
 
     try:
@@ -312,7 +344,7 @@ async def open_library(worker, url, origin, cookie, ready_on_welcome, timeout):
             url,
             origin=origin,
             additional_headers={"Cookie": cookie} if cookie else None,
-            compression=None,
+            compression="deflate" if compression else None,
             open_timeout=timeout,
             max_queue=None,
         )
@@ -344,7 +376,8 @@ async def connect_all(worker, opener, command):
         async with semaphore:
             began = time.monotonic()
             connection, error = await opener(
-                worker, command["url"], command.get("origin"), cookies[index] if cookies else None, ready_on_welcome, timeout
+                worker, command["url"], command.get("origin"), cookies[index] if cookies else None, ready_on_welcome, timeout,
+                command.get("compression", False),
             )
             finished[0] = max(finished[0], time.monotonic())
         if error is None:
@@ -384,6 +417,7 @@ async def serve(backend):
     worker = Worker()
     opener = open_raw if backend == "raw" else open_library
     window_cpu = window_started = 0.0
+    window_bytes = 0
     async for command in commands():
         kind = command["cmd"]
         if kind == "connect":
@@ -393,6 +427,7 @@ async def serve(backend):
             worker.frames = worker.other_frames = 0
             worker.closed = {}
             window_cpu, window_started = now_cpu(), time.monotonic()
+            window_bytes = sum(connection.received for connection in worker.connections)
             answer({"ok": True})
         elif kind == "wait":
             window = worker.window
@@ -412,6 +447,8 @@ async def serve(backend):
                 "connections": len(worker.connections),
                 "cpu": now_cpu() - window_cpu,
                 "wall": time.monotonic() - window_started,
+                "bytes": sum(connection.received for connection in worker.connections) - window_bytes,
+                "compressed": sum(connection.compressed for connection in worker.connections),
             }
             if command.get("latencies"):
                 result["latencies"] = base64.b64encode(window.latencies.tobytes()).decode()
@@ -478,7 +515,7 @@ class LoadClients:
             answers.append(json.loads(line))
         return answers
 
-    def connect(self, url, count, cookies=None, origin=None, ready="open", concurrency=100, timeout=60):
+    def connect(self, url, count, cookies=None, origin=None, ready="open", concurrency=100, timeout=60, compression=False):
         """Open `count` connections across the workers (the i-th with cookies[i]); merged stats."""
         shares = [count // len(self.processes) + (i < count % len(self.processes)) for i in range(len(self.processes))]
         commands, offset = [], 0
@@ -488,6 +525,7 @@ class LoadClients:
                     "cmd": "connect", "url": url, "origin": origin, "count": share, "ready": ready,
                     "cookies": cookies[offset : offset + share] if cookies else None,
                     "concurrency": max(1, concurrency // len(self.processes)), "timeout": timeout,
+                    "compression": compression,
                 }
             )
             offset += share
@@ -520,6 +558,8 @@ class LoadClients:
             "last_ns": max(a["last_ns"] for a in answers),
             "cpu": [a["cpu"] for a in answers],
             "wall": max(a["wall"] for a in answers),
+            "bytes": sum(a["bytes"] for a in answers),
+            "compressed": sum(a["compressed"] for a in answers),
             "closed": {},
         }
         for answer in answers:

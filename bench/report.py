@@ -114,6 +114,28 @@ def render(facts, params, results, extra, workers_available):
         add("`runwsserver --workers` is not available in this version: no 2-worker row.")
         add("")
 
+    compression = extra.get("compression")
+    if compression:
+        off, on = compression
+        add(f"## permessage-deflate (`WSSERVER_COMPRESSION`), {off['clients']:,} clients offering it, ≈400-byte events of varied text")
+        add("")
+        add("| | off (default) | on | on / off |")
+        add("|---|---|---|---|")
+        add(f"| connections that negotiated it | {off['compressed']:,} | {on['compressed']:,} | |")
+        add(f"| bytes on the wire per delivery (frames, headers included) | {num(off['bytes_per_delivery'])} | "
+            f"{num(on['bytes_per_delivery'])} | {times(ratio(on['bytes_per_delivery'], off['bytes_per_delivery']))} |")
+        add(f"| deliveries/s, bursts of 100 events | {num(off['rate'])}/s | {num(on['rate'])}/s | {times(ratio(on['rate'], off['rate']))} |")
+        add(f"| relay CPU per delivery | {off['relay_us_per_delivery']:.2f} µs | {on['relay_us_per_delivery']:.2f} µs | "
+            f"{times(ratio(on['relay_us_per_delivery'], off['relay_us_per_delivery']))} |")
+        add(f"| relay RSS per socket, idle after `welcome` | {num(off['kib_per_socket_idle'], 1)} KiB | {num(on['kib_per_socket_idle'], 1)} KiB | "
+            f"{times(ratio(on['kib_per_socket_idle'], off['kib_per_socket_idle']))} |")
+        add(f"| relay RSS per socket, after the bursts | {num(off['kib_per_socket_after'], 1)} KiB | {num(on['kib_per_socket_after'], 1)} KiB | "
+            f"{times(ratio(on['kib_per_socket_after'], off['kib_per_socket_after']))} |")
+        add("")
+        add(f"Runs: off {', '.join(num(r) for r in off['runs'])}/s; on {', '.join(num(r) for r in on['runs'])}/s. Not delivered: "
+            f"{off['lost'] + on['lost']}. Other processes on the machine: {off['foreign_cpu']:.0%} and {on['foreign_cpu']:.0%} of a core.")
+        add("")
+
     connections = extra.get("connections")
     if connections:
         worst = max(connections["all_received_seconds"]) if connections["all_received_seconds"] else None

@@ -12,8 +12,9 @@ under test alone, one after the other, and drives it with the same load client
 - bare: bench/bare_relay.py, websockets + Redis with no authentication or routing;
 - Channels: daphne + channels_redis (bench/channels_peer), in its own virtualenv.
 
-Then 10,000 idle authenticated connections on one relay process (bench/connections.py) and the
-cost of notify() in a request (bench/notify_cost.py). It prints one table, with the ratios and
+Then permessage-deflate off and on (bench/compression.py), 10,000 idle authenticated connections
+on one relay process (bench/connections.py) and the cost of notify() in a request
+(bench/notify_cost.py). It prints one table, with the ratios and
 targets of the issue, and writes it to bench/results/latest.md. Details: docs/performance.md.
 """
 
@@ -85,6 +86,8 @@ def burst(system, clients, server, seqs, count, timeout):
         "expected": result["expected"],
         "duplicates": result["duplicates"],
         "closed": result["closed"],
+        "bytes": result["bytes"],
+        "compressed": result["compressed"],
         "relay_cpu": relay_cpu / elapsed,
         "client_cpu": [cpu / elapsed for cpu in result["cpu"]],
         "foreign_cpu": machine["foreign"],
@@ -222,7 +225,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter phases (about 3 minutes)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
-    parser.add_argument("--only", default="", help="comma separated: ours, ours-2w, bare, channels, loadclient, connections, notify (default: all)")
+    parser.add_argument("--only", default="", help="comma separated: ours, ours-2w, bare, channels, loadclient, compression, connections, notify (default: all)")
     parser.add_argument(
         "--channel-layers", default=None,
         help="channels_redis layers to run, comma separated: pubsub, core (default: both; --quick: pubsub)",
@@ -260,6 +263,10 @@ def main():
         extra = {}
         if wanted("loadclient"):
             extra["loadclient"] = check_load_client(world, python, seqs)
+        if wanted("compression"):
+            import compression
+
+            extra["compression"] = compression.run(world, python, seqs)
         if wanted("connections"):
             import connections
 

@@ -41,9 +41,12 @@ class Ours(System):
     authenticated = True
     origin = ORIGIN
 
-    def __init__(self, world, workers=1):
+    def __init__(self, world, workers=1, compression=False, prose=False):
+        """`compression`: WSSERVER_COMPRESSION on; `prose`: events of varied text (payload.py)."""
         self.world = world
         self.workers = workers
+        self.compression = compression
+        self.prose = prose
         self.key = "ours" if workers == 1 else f"ours-{workers}w"
         self.label = f"ours, {workers} worker{'s' if workers > 1 else ''}"
 
@@ -52,11 +55,12 @@ class Ours(System):
         command = [MAIN_PYTHON, "manage.py", "runwsserver", f"127.0.0.1:{self.port}", "--noreload"]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
-        self.server = self.world.server(self.label, command, self.port)
+        env = dict(self.world.env, WSSERVER_COMPRESSION="1" if self.compression else "0")
+        self.server = self.world.server(self.label, command, self.port, env=env)
         self.server.wait_listening(path="/healthz")
         if self.workers > 1:
             wait_for_workers(self.server, self.workers)
-        self.publisher = OursPublisher(self.world)
+        self.publisher = OursPublisher(self.world, self.prose)
         return self.server
 
 
@@ -94,10 +98,11 @@ class StreamPublisher:
 class OursPublisher(StreamPublisher):
     """XADD through notifications.publishing's Lua script (once-only guard included)."""
 
-    def __init__(self, world):
+    def __init__(self, world, prose=False):
         from notifications.publishing import PUBLISH, mark_ready, publish_arguments
 
         super().__init__(world)
+        self.prose = prose
         self.script = self.redis.register_script(PUBLISH)
         self.arguments = publish_arguments
         mark_ready(self.redis)
@@ -105,7 +110,8 @@ class OursPublisher(StreamPublisher):
 
     def _add(self, seq, client):
         now_ns = time.time_ns()
-        self.script(*self.arguments([(ID_BASE + seq, payload(seq, now_ns), self.routes, now_ns // 1000)]), client=client)
+        entry = (ID_BASE + seq, payload(seq, now_ns, prose=self.prose), self.routes, now_ns // 1000)
+        self.script(*self.arguments([entry]), client=client)
 
 
 def pace(publish, count, rate):

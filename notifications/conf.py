@@ -53,6 +53,9 @@ DEFAULTS = {
     # Header carrying the client's address when the relay runs behind a proxy that sets it
     # (e.g. "X-Forwarded-For", its last address); None: the peer address of the socket.
     "WSSERVER_CLIENT_IP_HEADER": None,
+    # permessage-deflate (RFC 7692) with the clients that offer it: fewer bytes on the wire, for
+    # CPU per delivery and memory per connection (wsserver/compression.py, docs/performance.md).
+    "WSSERVER_COMPRESSION": False,
     # Seconds the opening handshake (HTTP upgrade) may take before the connection is dropped.
     "WSSERVER_HANDSHAKE_TIMEOUT": 10,
     # Most topics one connection may hold.

@@ -155,6 +155,8 @@ WSSERVER_ALLOWED_ORIGINS = env_list("WSSERVER_ALLOWED_ORIGINS")
 # Where the relay serves /metrics and its detailed /healthz ("127.0.0.1:9765"); unset: /metrics
 # on the relay's own port.
 WSSERVER_METRICS_ADDRESS = os.environ.get("WSSERVER_METRICS_ADDRESS") or None
+# permessage-deflate with the clients that offer it (docs/performance.md says when it pays).
+WSSERVER_COMPRESSION = env_bool("WSSERVER_COMPRESSION", False)
 
 LOGGING = {
     "version": 1,

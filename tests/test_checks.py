@@ -6,6 +6,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from notifications import checks
+from wsserver.checks import check_compression
 
 DJANGO_REDIS = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/0"}
 TIMEOUTS = {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2}
@@ -132,3 +133,9 @@ def test_the_admin_header_needs_notifications_above_the_admin(settings):
     with override_settings(INSTALLED_APPS=reordered):
         assert "notifications.W002" in ids(checks.check_widget(None))
     assert "notifications.W002" not in ids(checks.check_widget(None))
+
+
+@pytest.mark.parametrize("value, expected", [(False, []), (True, []), ("yes", ["wsserver.E002"]), (1, ["wsserver.E002"])])
+def test_compression_is_true_or_false(value, expected):
+    with override_settings(WSSERVER_COMPRESSION=value):
+        assert ids(check_compression(None)) == expected

@@ -27,7 +27,7 @@ def held_while_following(routes):
     hub, connection = Hub(), Connection()
     hub.follow(connection, routes)
     hub.hold(connection, RECHECK)
-    hub.deliver("5-0", 1, ROUTES, EVENT)
+    hub.deliver([("5-0", 1, ROUTES, EVENT, None)])
     return hub, connection
 
 

@@ -82,8 +82,11 @@ class WSClients:
     def __init__(self):
         self.opened = []
 
-    async def open(self, relay, cookie=None, origin=ALLOWED_ORIGIN, headers=None, path="/ws/"):
-        """A raw connection (no frame read yet); handshake rejections raise InvalidStatus."""
+    async def open(self, relay, cookie=None, origin=ALLOWED_ORIGIN, headers=None, path="/ws/", compression="deflate"):
+        """
+        A raw connection (no frame read yet); handshake rejections raise InvalidStatus. It offers
+        permessage-deflate, as browsers do, unless `compression` is None.
+        """
         all_headers = dict(headers or {})
         if cookie is not None:
             from django.conf import settings
@@ -92,15 +95,16 @@ class WSClients:
         if origin is not None:
             all_headers["Origin"] = origin
         connection = await connect(
-            f"ws://{relay.host}:{relay.port}{path}", additional_headers=all_headers, open_timeout=OPEN_TIMEOUT, close_timeout=2
+            f"ws://{relay.host}:{relay.port}{path}", additional_headers=all_headers, open_timeout=OPEN_TIMEOUT, close_timeout=2,
+            compression=compression,
         )
         client = WSClient(connection)
         self.opened.append(client)
         return client
 
-    async def with_cookie(self, relay, login):
+    async def with_cookie(self, relay, login, compression="deflate"):
         """Connect with `login`'s session cookie; returns (client, welcome frame)."""
-        client = await self.open(relay, cookie=login.cookie)
+        client = await self.open(relay, cookie=login.cookie, compression=compression)
         welcome = await client.expect("welcome")
         return client, welcome
 

@@ -73,8 +73,8 @@ class StreamReader:
     """
     Follows the events stream and the control stream (notifications.revocation) with one XREAD.
 
-    deliver(entry_id, event_id, routes, event_json, created_us) gets each event; control(fields)
-    each control message; reconnected() runs after Redis comes back (control messages may have
+    deliver(entries) gets the events of each read, oldest first, as a list of (entry_id, event_id,
+    routes, event_json, created_us); control(fields) each control message; reconnected() runs after Redis comes back (control messages may have
     been lost with it). After a reconnection, or a full batch (the reader is behind and the
     stream may have been trimmed under it), events missing from the stream are recovered first:
     `await recover(since, until)` returns them from the database, in deliver's form.
@@ -184,17 +184,15 @@ class StreamReader:
             self.reconnected()
 
     def _handle_events(self, entries):
+        events = []
         for entry_id, fields in entries:
             try:
-                event_id, routes, event_json, created = decode_message(fields)
+                events.append((entry_id, *decode_message(fields)))
             except (KeyError, ValueError):
                 logger.error("Skipping malformed stream entry %s", entry_id)
-            else:
-                try:
-                    self.deliver(entry_id, event_id, routes, event_json, created)
-                except Exception:
-                    logger.exception("Could not deliver stream entry %s", entry_id)
-            self.after = entry_id
+        self.deliver(events)
+        if entries:
+            self.after = entries[-1][0]
 
     def _handle_control(self, entries):
         for entry_id, fields in entries:
@@ -214,6 +212,6 @@ class StreamReader:
         missing = await self.recover(since, until)
         if missing:
             logger.warning("Recovered %d event(s) missing from the stream from the database", len(missing))
-        for entry in missing:
-            self.deliver(*entry)
-            self.after = entry[0]
+        self.deliver(missing)
+        if missing:
+            self.after = missing[-1][0]

@@ -24,3 +24,18 @@ def check_metrics_address(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register(Tags.compatibility)
+def check_compression(app_configs, **kwargs):
+    value = app_settings.WSSERVER_COMPRESSION
+    if isinstance(value, bool):
+        return []
+    return [
+        Error(
+            f"WSSERVER_COMPRESSION must be True or False, not {value!r}.",
+            hint="True compresses frames for the clients that offer permessage-deflate (more CPU and memory per "
+            "connection, fewer bytes on the wire: see the performance documentation); False sends them as they are.",
+            id="wsserver.E002",
+        )
+    ]

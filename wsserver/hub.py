@@ -2,8 +2,8 @@
 Which connections follow which route, and delivering events to them.
 
 A dict of sets: route → connections. Delivering an event costs one lookup per route it carries
-and one `websockets.broadcast` per topic it is shown under; each frame is built once for all
-its recipients, and no write is awaited, so a slow connection never holds up the others.
+and one frame per topic it is shown under, built and framed once for all its recipients
+(fanout.py); no write is awaited, so a slow connection never holds up the others.
 
 Guards keep each connection's sequence exact and its own:
 - An event id delivered once is not delivered again (a bounded memory of recent ids), whatever
@@ -16,18 +16,19 @@ Guards keep each connection's sequence exact and its own:
   an event older than the newest connection's user can be such, so only those are looked at.
 """
 
+import logging
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
-from websockets.asyncio.server import broadcast
-
 from notifications import cursors
 from notifications.topics import topic_of_route
 
-from . import metrics, protocol
+from . import fanout, metrics, protocol
 from .backlog import Backlog
 from .replay import topic_for
+
+logger = logging.getLogger(__name__)
 
 RECENT_EVENT_IDS = 100_000
 MAX_HELD_FRAMES = 10_000
@@ -119,25 +120,41 @@ class Hub:
         if joined_us is not None and joined_us > self.newest_join:
             self.newest_join = joined_us
 
-    def deliver(self, cursor, event_id, routes, event_json, created_us=None):
+    def deliver(self, entries):
         """
-        Send an event to every connection following any of its routes, once each. Routes come
+        Deliver events, oldest first: [(cursor, event id, routes, event JSON, created µs or None)],
+        as one read of the stream brings them. Each connection's frames are queued, then written
+        to it together once every event is decided (fanout.Writes), with no await in between:
+        nothing else can write to a connection meanwhile, so its frames keep their order.
+        """
+        writes = fanout.Writes()
+        for entry in entries:
+            try:
+                self._deliver(writes, *entry)
+            except Exception:
+                logger.exception("Could not deliver stream entry %s", entry[0])
+        writes.flush()
+
+    def _deliver(self, writes, cursor, event_id, routes, event_json, created_us):
+        """
+        Queue an event for every connection following any of its routes, once each. Routes come
         most specific first (topics.object_routes), so a connection that follows both
         `object:auth.user:5` and `model:auth.user` sees the event under the object topic.
         Connections whose user joined after the event was created are left out.
-        Returns the number of connections it reached (or was held for).
         """
         self.cursor = cursor
         if event_id in self._recent:
-            return 0
+            return
         metrics.EVENTS.inc()
         metrics.EVENT_LAG.observe(max(0.0, time.time() - cursors.milliseconds(cursor) / 1000))
         self._recent[event_id] = None
         if len(self._recent) > RECENT_EVENT_IDS:
             self._recent.popitem(last=False)
         self.backlog.add(cursors.position(cursor), event_id, routes, cursor, event_json, created_us)
-        reached = set()
-        by_topic = {}  # topic → [frame, connections]: one frame and one broadcast per topic
+        # Sets are combined into new ones, never changed in place: with one route followed (the
+        # usual case), `reached` and the recipients are the hub's own set of its followers, not a copy.
+        reached = frozenset()
+        by_topic = {}  # topic → (frame, connections): one frame per topic
         for route in routes:
             followers = self._followers.get(route)
             if not followers:
@@ -146,17 +163,15 @@ class Hub:
             if created_us is not None and created_us < self.newest_join:
                 recipients = _joined_by(recipients, created_us)
             if recipients:
-                reached |= recipients
+                reached = reached | recipients if reached else recipients
                 topic = topic_of_route(route)
-                if topic not in by_topic:
-                    by_topic[topic] = [protocol.event(topic, cursor, event_json), set()]
-                frame, connections = by_topic[topic]
-                connections |= self._keep_held(recipients, topic, frame, routes, cursor, event_json)
+                frame, connections = by_topic.get(topic) or (protocol.event(topic, cursor, event_json), frozenset())
+                sending = self._keep_held(recipients, topic, frame, routes, cursor, event_json)
+                by_topic[topic] = (frame, connections | sending if connections else sending)
         for frame, connections in by_topic.values():
-            broadcast(connections, frame)
+            writes.send(connections, frame)
         self.broadcasts += len(by_topic)
         metrics.DELIVERIES.inc(len(reached))
-        return len(reached)
 
     def _keep_held(self, recipients, topic, frame, routes, cursor, event_json):
         """Keep the frame for held recipients; the others."""
@@ -189,10 +204,12 @@ class Hub:
         if hold.reasons:
             return True  # its frames wait for the other reason; an overflow is told when it ends
         del self._held[connection]
+        writes = fanout.Writes()
         for held in hold.frames:
             if held.position > hold.after:
-                broadcast([connection], held.frame)
-                self.broadcasts += 1
+                writes.send([connection], held.frame)
+        writes.flush()
+        self.broadcasts += 1
         return not hold.overflowed
 
     def keep_held_only(self, connection, routes):
@@ -208,7 +225,7 @@ class Hub:
     def resync_all(self):
         """Tell every connection that events were lost and it must reload over HTTP."""
         self.backlog.clear()
-        broadcast({connection for followers in self._followers.values() for connection in followers}, protocol.resync())
+        fanout.send({connection for followers in self._followers.values() for connection in followers}, protocol.resync())
 
     def is_held(self, connection, reason):
         hold = self._held.get(connection)

@@ -28,7 +28,7 @@ from websockets.protocol import State
 from notifications import cursors, outbox
 from notifications.conf import app_settings
 
-from . import bus, health, metrics, protocol
+from . import bus, compression, health, metrics, protocol
 from .addresses import parse_address
 from .hub import Hub
 from .relay import RECHECK_BATCH, Relay, log_failure
@@ -231,7 +231,7 @@ async def run(host, port, ready=None, reuse_port=False):
                     host,
                     port,
                     process_request=relay.process_request,
-                    compression=None,
+                    **compression.serve_options(),
                     max_size=app_settings.WSSERVER_MAX_MESSAGE_SIZE,
                     close_timeout=CLOSE_TIMEOUT,
                     open_timeout=app_settings.WSSERVER_HANDSHAKE_TIMEOUT,
