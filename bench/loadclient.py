@@ -7,14 +7,18 @@ run.py starts a few workers (LoadClients, below) and steers them with JSON lines
 each answers with one JSON line on stdout:
 
     {"cmd": "connect", "url": "ws://127.0.0.1:8765/ws/", "origin": "http://localhost",
-     "cookies": ["sessionid=..."] | null, "count": 500, "concurrency": 100, "ready": "welcome" | "open"}
+     "cookies": ["sessionid=..."] | null, "count": 500, "concurrency": 100, "ready": "welcome" | "open",
+     "source": "127.0.0.2" | null}          the local address to connect from (null: any)
     {"cmd": "window", "lo": 0, "hi": 2000}    count deliveries of seqs in [lo, hi), from now
     {"cmd": "wait", "timeout": 30, "latencies": false}
-                                              until every connection has every seq of the window
+                                              until every connection has every seq of the window;
+                                              with the closes since the previous wait
     {"cmd": "close"}
 
 "ready" is what makes a connection count as connected: the handshake's 101 ("open"), or, for
-this project's relay, its `welcome` frame (authenticated, subscribed to its inbox).
+this project's relay, its `welcome` frame (authenticated, subscribed to its inbox). "source"
+spreads connections over loopback addresses: one address has about 28,000 ephemeral ports for
+one server port, so 100,000 connections need several (all of 127.0.0.0/8 is loopback on Linux).
 
 Two implementations of the client side of WebSocket, chosen with --backend:
 - "raw" (default): asyncio Protocols that do the opening handshake (RFC 6455, with the
@@ -37,6 +41,7 @@ import hashlib
 import json
 import os
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -48,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from payload import MARKER  # noqa: E402
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+CLOSE_TIMEOUT = 10  # seconds the load client processes get to close their connections
 time_ns = time.time_ns
 
 
@@ -224,6 +230,10 @@ class RawConnection(asyncio.Protocol):
         # against proxy cache poisoning; there are no proxies here.
         self.transport.write(bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
 
+    @property
+    def open(self):
+        return self.transport is not None and not self.transport.is_closing()
+
     def close(self):
         if self.transport is not None and not self.transport.is_closing():
             self.close_code = 1000
@@ -250,14 +260,17 @@ def handshake(url, origin, cookie):
     return ("\r\n".join(lines) + "\r\n\r\n").encode(), accept
 
 
-async def open_raw(worker, url, origin, cookie, ready_on_welcome, timeout):
+async def open_raw(worker, url, origin, cookie, ready_on_welcome, timeout, source=None):
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
     request, accept = handshake(url, origin, cookie)
     ready = loop.create_future()
     try:
         _, connection = await asyncio.wait_for(
-            loop.create_connection(lambda: RawConnection(worker, request, accept, ready_on_welcome, ready), parts.hostname, parts.port),
+            loop.create_connection(
+                lambda: RawConnection(worker, request, accept, ready_on_welcome, ready), parts.hostname, parts.port,
+                local_addr=(source, 0) if source else None,
+            ),
             timeout,
         )
         error = await asyncio.wait_for(ready, timeout)
@@ -298,13 +311,17 @@ class LibraryConnection:
         if code is not None and code != 1000:
             self.worker.closed_by_server(code)
 
+    @property
+    def open(self):
+        return self.websocket.close_code is None
+
     def close(self):
         if self.task is not None:
             self.task.cancel()
         asyncio.ensure_future(self.websocket.close())
 
 
-async def open_library(worker, url, origin, cookie, ready_on_welcome, timeout):
+async def open_library(worker, url, origin, cookie, ready_on_welcome, timeout, source=None):
     from websockets.asyncio.client import connect
 
     try:
@@ -315,6 +332,7 @@ async def open_library(worker, url, origin, cookie, ready_on_welcome, timeout):
             compression=None,
             open_timeout=timeout,
             max_queue=None,
+            local_addr=(source, 0) if source else None,
         )
         if ready_on_welcome:
             frame = await asyncio.wait_for(websocket.recv(), timeout)
@@ -344,7 +362,8 @@ async def connect_all(worker, opener, command):
         async with semaphore:
             began = time.monotonic()
             connection, error = await opener(
-                worker, command["url"], command.get("origin"), cookies[index] if cookies else None, ready_on_welcome, timeout
+                worker, command["url"], command.get("origin"), cookies[index] if cookies else None, ready_on_welcome, timeout,
+                command.get("source"),
             )
             finished[0] = max(finished[0], time.monotonic())
         if error is None:
@@ -391,7 +410,6 @@ async def serve(backend):
         elif kind == "window":
             worker.window = Window(command["lo"], command["hi"], worker.connections)
             worker.frames = worker.other_frames = 0
-            worker.closed = {}
             window_cpu, window_started = now_cpu(), time.monotonic()
             answer({"ok": True})
         elif kind == "wait":
@@ -410,11 +428,13 @@ async def serve(backend):
                 "other_frames": worker.other_frames,
                 "closed": worker.closed,
                 "connections": len(worker.connections),
+                "open": sum(connection.open for connection in worker.connections),
                 "cpu": now_cpu() - window_cpu,
                 "wall": time.monotonic() - window_started,
             }
             if command.get("latencies"):
                 result["latencies"] = base64.b64encode(window.latencies.tobytes()).decode()
+            worker.closed = {}  # each close is told once, by the next wait
             answer(result)
         elif kind == "close":
             for connection in worker.connections:
@@ -446,9 +466,13 @@ def main():
 
 
 class LoadClients:
-    """`workers` load client processes, each with its share of the connections."""
+    """
+    `workers` load client processes, each with its share of the connections; the i-th connects
+    from sources[i] when given (a loopback address of its own: see "source" above).
+    """
 
-    def __init__(self, python, workers=2, backend="raw", loop="uvloop", log=None):
+    def __init__(self, python, workers=2, backend="raw", loop="uvloop", log=None, sources=None):
+        self.sources = sources or [None] * workers
         self.processes = []
         for _ in range(workers):
             self.processes.append(
@@ -466,12 +490,16 @@ class LoadClients:
     def pids(self):
         return [process.pid for process in self.processes]
 
-    def _ask(self, commands):
+    def _ask(self, commands, timeout=None):
+        """Each process's answer to its command; RuntimeError if one exits or is not done within `timeout` s."""
         for process, command in zip(self.processes, commands):
             process.stdin.write(json.dumps(command) + "\n")
             process.stdin.flush()
+        deadline = None if timeout is None else time.monotonic() + timeout
         answers = []
         for process in self.processes:
+            if deadline is not None and not select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise RuntimeError(f"load client {process.pid} did not answer within {timeout} s")
             line = process.stdout.readline()
             if not line:
                 raise RuntimeError(f"load client {process.pid} exited (code {process.poll()})")
@@ -482,10 +510,10 @@ class LoadClients:
         """Open `count` connections across the workers (the i-th with cookies[i]); merged stats."""
         shares = [count // len(self.processes) + (i < count % len(self.processes)) for i in range(len(self.processes))]
         commands, offset = [], 0
-        for share in shares:
+        for share, source in zip(shares, self.sources):
             commands.append(
                 {
-                    "cmd": "connect", "url": url, "origin": origin, "count": share, "ready": ready,
+                    "cmd": "connect", "url": url, "origin": origin, "count": share, "ready": ready, "source": source,
                     "cookies": cookies[offset : offset + share] if cookies else None,
                     "concurrency": max(1, concurrency // len(self.processes)), "timeout": timeout,
                 }
@@ -508,7 +536,7 @@ class LoadClients:
         self._ask([{"cmd": "window", "lo": lo, "hi": hi}] * len(self.processes))
 
     def wait(self, timeout, latencies=False):
-        """Merged counts of the window: deliveries, duplicates, first and last arrival, CPU."""
+        """Merged counts of the window: deliveries, duplicates, first and last arrival, CPU, closes, connections open."""
         answers = self._ask([{"cmd": "wait", "timeout": timeout, "latencies": latencies}] * len(self.processes))
         merged = {
             "expected": sum(a["expected"] for a in answers),
@@ -520,6 +548,7 @@ class LoadClients:
             "last_ns": max(a["last_ns"] for a in answers),
             "cpu": [a["cpu"] for a in answers],
             "wall": max(a["wall"] for a in answers),
+            "open": sum(a["open"] for a in answers),
             "closed": {},
         }
         for answer in answers:
@@ -533,8 +562,9 @@ class LoadClients:
         return merged
 
     def close(self):
+        """Close the connections politely, unless a process is still busy (interrupted mid-command): then kill."""
         try:
-            self._ask([{"cmd": "close"}] * len(self.processes))
+            self._ask([{"cmd": "close"}] * len(self.processes), timeout=CLOSE_TIMEOUT)
         except (OSError, ValueError, RuntimeError):
             pass
         finally:
