@@ -53,6 +53,9 @@ DEFAULTS = {
     # Header carrying the client's address when the relay runs behind a proxy that sets it
     # (e.g. "X-Forwarded-For", its last address); None: the peer address of the socket.
     "WSSERVER_CLIENT_IP_HEADER": None,
+    # Seconds between keepalive pings to each connection; one that has not answered its ping by
+    # the next is closed (1011). None: no pings.
+    "WSSERVER_PING_INTERVAL": 20,
     # Seconds the opening handshake (HTTP upgrade) may take before the connection is dropped.
     "WSSERVER_HANDSHAKE_TIMEOUT": 10,
     # Most topics one connection may hold.

@@ -2,8 +2,8 @@
 The relay's asyncio wiring: the WebSocket server, the Redis reader and the hub between them,
 and the background work beside them: the outbox drainer, the examination of the relay's
 configuration (health.py), the periodic re-check of every connection, the slow-client watchdog,
-and the operations endpoints (/metrics and the detailed /healthz) on their own address when
-WSSERVER_METRICS_ADDRESS is set.
+keepalive pings (keepalive.py), and the operations endpoints (/metrics and the detailed
+/healthz) on their own address when WSSERVER_METRICS_ADDRESS is set.
 
 One process runs one event loop, one Redis reader (bus.StreamReader) and one Hub. The server
 listens at once, whatever state Redis and the database are in: /healthz says whether it can
@@ -31,6 +31,7 @@ from notifications.conf import app_settings
 from . import bus, health, metrics, protocol
 from .addresses import parse_address
 from .hub import Hub
+from .keepalive import Keepalive
 from .relay import RECHECK_BATCH, Relay, log_failure
 from .replay import ReplayImpossible, last_published_cursor, stored_entries
 from .threads import run_sync
@@ -219,6 +220,9 @@ async def run(host, port, ready=None, reuse_port=False):
     helpers = [drain_outbox(diagnosis), examine_periodically(diagnosis, redis, hub), close_slow_clients(relay)]
     if app_settings.WSSERVER_RECHECK_INTERVAL:
         helpers.append(recheck_periodically(relay, app_settings.WSSERVER_RECHECK_INTERVAL))
+    if app_settings.WSSERVER_PING_INTERVAL:
+        keepalive = Keepalive(app_settings.WSSERVER_PING_INTERVAL, relay.spawn)
+        helpers.append(keepalive.run(lambda: relay.server.connections if relay.server else ()))
     helpers = [asyncio.create_task(helper) for helper in helpers]
     for helper in helpers:
         helper.add_done_callback(log_failure)  # they run until cancelled: ending otherwise is a bug
@@ -235,6 +239,7 @@ async def run(host, port, ready=None, reuse_port=False):
                     max_size=app_settings.WSSERVER_MAX_MESSAGE_SIZE,
                     close_timeout=CLOSE_TIMEOUT,
                     open_timeout=app_settings.WSSERVER_HANDSHAKE_TIMEOUT,
+                    ping_interval=None,  # one task pings every socket (keepalive.py)
                     **options,
                 )
             )
