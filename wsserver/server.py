@@ -32,7 +32,7 @@ from . import bus, health, metrics, protocol
 from .addresses import parse_address
 from .hub import Hub
 from .keepalive import Keepalive
-from .relay import RECHECK_BATCH, Relay, log_failure
+from .relay import RECHECK_BATCH, Relay, RelayConnection, log_failure
 from .replay import ReplayImpossible, last_published_cursor, stored_entries
 from .threads import run_sync
 
@@ -235,6 +235,7 @@ async def run(host, port, ready=None, reuse_port=False):
                     host,
                     port,
                     process_request=relay.process_request,
+                    create_connection=RelayConnection,
                     compression=None,
                     max_size=app_settings.WSSERVER_MAX_MESSAGE_SIZE,
                     close_timeout=CLOSE_TIMEOUT,
