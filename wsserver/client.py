@@ -93,8 +93,9 @@ class Client:
         self.replays = replays  # limits.ReplayGate: what resumes may cost
         self.subscriptions = {}  # canonical topic name → routes it follows
         self.access_version = 0  # changes each time the relay learns access may have changed
-        self.settled = asyncio.Event()  # set while no re-check is pending (see access_changed)
-        self.settled.set()
+        # While a re-check is pending, an Event set when it is over (see access_changed); made only
+        # then: an asyncio.Event costs 0.9 KiB, on every idle socket (docs/performance.md).
+        self._rechecked = None
         self.closed = False
         self._settle = None
         self._expiry = None
@@ -117,7 +118,7 @@ class Client:
 
     def close(self):
         self.closed = True
-        self.settled.set()
+        self._settled()
         self._cancel_settle()
         if self._expiry is not None:
             self._expiry.cancel()
@@ -224,7 +225,8 @@ class Client:
         meanwhile, so a replay never carries what a revocation the relay knows of took away.
         """
         while True:
-            await self.settled.wait()
+            while self._rechecked is not None:
+                await self._rechecked.wait()
             version = self.access_version
             until = cursors.position(self.hub.cursor)
             deadline = time.monotonic() + CATCH_UP_SECONDS
@@ -242,7 +244,8 @@ class Client:
         if self.closed:
             return
         self.access_version += 1
-        self.settled.clear()
+        if self._rechecked is None:
+            self._rechecked = asyncio.Event()
         self.hub.hold(self.connection, RECHECK)
         self.spawn(self.recheck())
 
@@ -264,7 +267,7 @@ class Client:
                 if version == self.access_version:
                     break
             self._rechecking = False  # from here, a new change starts a re-check of its own
-            self.settled.set()
+            self._settled()
             if not self.hub.release(self.connection, RECHECK):
                 await self._resync()
         except DatabaseError:
@@ -316,6 +319,12 @@ class Client:
             loop = asyncio.get_running_loop()
             delay = max(0.0, expires - time.time())
             self._expiry = loop.call_later(delay, self.access_changed)
+
+    def _settled(self):
+        """No re-check is pending any more: wake what waits for it (_missed)."""
+        if self._rechecked is not None:
+            self._rechecked.set()
+            self._rechecked = None
 
     async def _resync(self):
         metrics.RESYNCS.inc()
