@@ -8,8 +8,8 @@ every request: permissions granted or withdrawn since the connection opened coun
 that has ended closes the socket. Nothing here runs per event.
 
 Access is looked at again (recheck) when it may have changed: a control message about the user
-or one of their groups (notifications.revocation), the session's expiry, and periodically for
-changes that send no signal (server.recheck_periodically). From the moment the relay learns of
+or one of their groups (notifications.revocation), the session's expiry (a timer, once it is
+near), and periodically for changes that send no signal (server.recheck_periodically). From the moment the relay learns of
 a change until the re-check is applied, the connection's live frames are held, then released
 less those of routes it may no longer follow. An authorization computed in a thread is applied
 only if no change was learnt of while it was computed (`access_version`); otherwise it is
@@ -46,6 +46,10 @@ logger = logging.getLogger(__name__)
 CATCH_UP_SECONDS = 1.0
 # Seconds a replay may take, waiting for its turn included; longer: resync (live events wait meanwhile).
 REPLAY_TIMEOUT = 30.0
+# A session's expiry gets a timer once it is less than this many WSSERVER_RECHECK_INTERVALs
+# away: the periodic re-check looks at every connection at least every two intervals, and sets
+# the timer then (see Client._expire_at).
+EXPIRY_TIMER_HORIZON = 3
 
 
 def authorize_sessions(requests):
@@ -311,11 +315,17 @@ class Client:
         return True
 
     def _expire_at(self, expires):
-        """Look again when the session expires (a session extended meanwhile is looked at again then)."""
+        """
+        Look again when the session expires (a session extended meanwhile is looked at again
+        then). An expiry further off than EXPIRY_TIMER_HORIZON re-check intervals gets no timer
+        yet: a periodic re-check comes back here (apply_recheck) before it is near. Sessions
+        last weeks, and a timer costs 0.6 KiB on every socket (docs/performance.md).
+        """
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        if expires is not None:
+        interval = app_settings.WSSERVER_RECHECK_INTERVAL
+        if expires is not None and (not interval or expires - time.time() < EXPIRY_TIMER_HORIZON * interval):
             loop = asyncio.get_running_loop()
             delay = max(0.0, expires - time.time())
             self._expiry = loop.call_later(delay, self.access_changed)
