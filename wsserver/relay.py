@@ -12,7 +12,7 @@ them concerned it.
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
+from collections import deque
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -22,7 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from notifications.conf import app_settings
-from notifications.topics import group_route
+from notifications.topics import group_route, user_route
 
 from . import health, metrics, protocol
 from .auth import (
@@ -105,7 +105,7 @@ class Relay:
         self.redis = redis
         self.diagnosis = diagnosis
         self.server = None
-        self.clients = defaultdict(set)  # str(user pk) → its connected clients
+        self.clients = set()  # every connected Client; a user's follow their inbox route (see control)
         self.caps = ConnectionCaps()
         self.replays = ReplayGate()
         self.controls = ControlLog()
@@ -115,15 +115,19 @@ class Relay:
     # Access changes ------------------------------------------------------------------------------
 
     def control(self, fields):
-        """A control message (notifications.revocation): re-check the connections it names."""
+        """
+        A control message (notifications.revocation): re-check the connections it names, found in
+        the hub as the followers of the user's or the group's inbox route (every inbox follows
+        its user's route), so the relay keeps no other index of them by user.
+        """
         self.controls.add(fields)
         if "user" in fields:
-            targets = set(self.clients.get(fields["user"], ()))
+            route = user_route(fields["user"])
         elif "group" in fields:
-            targets = {connection.client for connection in self.hub.followers(group_route(fields["group"]))}
+            route = group_route(fields["group"])
         else:
             return
-        for client in targets:
+        for client in {connection.client for connection in self.hub.followers(route)}:
             client.access_changed()
 
     def recheck_all(self):
@@ -161,7 +165,7 @@ class Relay:
             await asyncio.sleep(pause)
 
     def all_clients(self):
-        return [client for clients in self.clients.values() for client in clients]
+        return list(self.clients)
 
     def spawn(self, coroutine):
         """Run a coroutine in the background, holding it until it ends (the loop keeps only weak references)."""
@@ -245,7 +249,7 @@ class Relay:
         connection.response.headers.clear()
         client = connection.client = Client(connection, identity, self.hub, self.redis, self.spawn, self.replays)
         user_key = str(identity.user_id)
-        self.clients[user_key].add(client)
+        self.clients.add(client)
         if self.controls.concerns(connection.control_mark, identity):
             client.access_changed()  # its identity was looked up before a change it must not miss
         started = time.monotonic()
@@ -264,9 +268,7 @@ class Relay:
         finally:
             client.close()
             metrics.CONNECTIONS.dec()
-            self.clients[user_key].discard(client)
-            if not self.clients[user_key]:
-                del self.clients[user_key]
+            self.clients.discard(client)
             log_connection(
                 "Disconnected %s (user %s) from %s: code %s after %.1f s",
                 identity.username, user_key, address, connection.close_code, time.monotonic() - started,
