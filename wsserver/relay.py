@@ -213,7 +213,7 @@ class Relay:
                 await connection.close(protocol.TRY_AGAIN_LATER, "Too many connections for this user.")
                 return
             try:
-                await self.serve_client(connection, identity, address)
+                await self.serve_client(connection, identity, user_key, address)
             finally:
                 self.caps.release_user(user_key)
         finally:
@@ -242,13 +242,14 @@ class Relay:
         await connection.close(protocol.AUTH_FAILED, _fit(f"Authentication failed: {reason}."))
         return None
 
-    async def serve_client(self, connection, identity, address):
+    async def serve_client(self, connection, identity, user_key, address):
         # Cookie, Origin and address are read: drop the handshake's headers (3-4 KiB a socket,
-        # and the session cookie, which need not stay in memory for the connection's life).
+        # and the session cookie, which need not stay in memory for the connection's life), and
+        # the response, which websockets no longer reads (the request must stay: it tells
+        # websockets that the handshake is over).
         connection.request.headers.clear()
-        connection.response.headers.clear()
+        connection.response = None
         client = connection.client = Client(connection, identity, self.hub, self.redis, self.spawn, self.replays)
-        user_key = str(identity.user_id)
         self.clients.add(client)
         if self.controls.concerns(connection.control_mark, identity):
             client.access_changed()  # its identity was looked up before a change it must not miss
