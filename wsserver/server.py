@@ -48,6 +48,9 @@ OUTBOX_INTERVAL = 1.0
 SLOW_CLIENT_INTERVAL = 0.25
 # Seconds a closing handshake may take; with SIGTERM, every socket closes within it.
 CLOSE_TIMEOUT = 3
+# Connections the kernel queues until the relay accepts them (asyncio's default: 100). When a
+# reconnect storm overflows the queue, the kernel drops the SYNs and clients retry a second later.
+LISTEN_BACKLOG = 1024
 # Seconds the background work and the Redis clients get to stop, once the sockets are closed.
 STOP_WAIT = 1.0
 LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
@@ -241,6 +244,7 @@ async def run(host, port, ready=None, reuse_port=False):
                     close_timeout=CLOSE_TIMEOUT,
                     open_timeout=app_settings.WSSERVER_HANDSHAKE_TIMEOUT,
                     ping_interval=None,  # one task pings every socket (keepalive.py)
+                    backlog=LISTEN_BACKLOG,
                     **options,
                 )
             )
