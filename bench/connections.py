@@ -21,7 +21,8 @@ process holds at most PER_LOAD_CLIENT connections, from a loopback address of it
   each: from the commit to each socket's receipt of the event (p50, p99 and max over the
   sockets), and how long the call took before its commit;
 - what went wrong: handshakes refused (by reason), connections the relay closed (by close code)
-  and connections no longer open at the end.
+  and connections no longer open at the end; and how often, while connecting, a listen queue of
+  the machine was full (the kernel dropped a SYN, resent a second later).
 
 run.py runs it on its world with one relay process; alone, it builds a world of its own.
 """
@@ -96,6 +97,7 @@ def connect(server, relay, clients, cookies, concurrency):
     count = len(cookies)
     connected, elapsed, client_cpu, relay_cpu, durations, errors = 0, 0.0, 0.0, 0.0, [], {}
     watch = harness.CpuWatch()
+    overflows = harness.listen_overflows()
     for start in range(0, count, STEP):
         cpu = server.cpu()
         step = clients.connect(
@@ -123,11 +125,12 @@ def connect(server, relay, clients, cookies, concurrency):
         "relay_cpu_connect": relay_cpu / elapsed,
         "client_cpu_connect": client_cpu / elapsed,
         "foreign_cpu_connect": machine["foreign"],
+        "listen_overflows": harness.listen_overflows() - overflows,
     }
     log(f"  connected {connected:,}/{count:,} in {elapsed:.1f} s: {result['accept_rate']:,.0f}/s "
         f"(handshake to welcome p50 {result['handshake_p50']:.0f} ms, p99 {result['handshake_p99']:.0f} ms; "
         f"relay CPU {result['relay_cpu_connect']:.0%}, load clients {result['client_cpu_connect']:.0%} in all, "
-        f"other processes {machine['foreign']:.0%})")
+        f"other processes {machine['foreign']:.0%}; listen queue overflows on the machine: {result['listen_overflows']:,})")
     return result
 
 

@@ -210,6 +210,7 @@ def connections_section(result, facts=None):
     calls = ", ".join(f"{row['call_ms']:.0f}" for row in result["notify"] + result["announce"])
     add(f"During the handshakes: relay CPU {result['relay_cpu_connect']:.0%} of a core, load clients "
         f"{result['client_cpu_connect']:.0%} ({result['client_workers']} processes), other processes on the machine "
-        f"{result['foreign_cpu_connect']:.0%}. The calls took {calls} ms before their commit (notify(), then announce()).")
+        f"{result['foreign_cpu_connect']:.0%}; listen queues overflowed {result['listen_overflows']:,} times on the machine "
+        f"(SYNs dropped and resent). The calls took {calls} ms before their commit (notify(), then announce()).")
     add("")
     return "\n".join(lines)
