@@ -76,8 +76,8 @@ def run(world, python, count=10_000, workers=1, client_workers=None, concurrency
         result["kib_per_socket"] = (result["rss"] - result["rss_start"]) * 1024 / max(result["connected"], 1)
         log(f"  relay RSS: {result['rss_start']:.0f} MiB idle, {result['rss']:.0f} MiB with {result['connected']:,} connections "
             f"({len(server.pids)} processes): {result['kib_per_socket']:.2f} KiB per socket")
-        result["notify"] = [deliver(clients, notify_group(world), SEQ_BASE + n, "notify()") for n in range(events)]
-        result["announce"] = [deliver(clients, announce_all, SEQ_BASE + events + n, "announce()") for n in range(events)]
+        result["notify"] = [deliver(server, clients, notify_group(world), SEQ_BASE + n, "notify()") for n in range(events)]
+        result["announce"] = [deliver(server, clients, announce_all, SEQ_BASE + events + n, "announce()") for n in range(events)]
         result["all_received_seconds"] = [row["last"] for row in result["notify"]]
         closed = {}
         for row in result["notify"] + result["announce"]:
@@ -149,20 +149,24 @@ def announce_all(seq, ts):
     announce(f"Benchmark announcement {seq}", url=f"/bench/?seq={seq}&ts={ts}")
 
 
-def deliver(clients, publish, seq, name):
+def deliver(server, clients, publish, seq, name):
     """
     One event to every connection: publish(seq, ts) in a transaction, then each socket's time
-    from the commit (an on_commit callback registered before the event's own) to its receipt.
+    from the commit (an on_commit callback registered before the event's own) to its receipt,
+    and the CPU the relay and the load clients spent until the last receipt.
     """
     from django.db import transaction
 
     clients.window(seq, seq + 1)
+    cpu = server.cpu()
+    watch = harness.CpuWatch()
     committed = []
     called = time.time_ns()
     with transaction.atomic():
         transaction.on_commit(lambda: committed.append(time.time_ns()))
         publish(seq, called)
     waited = clients.wait(timeout=30, latencies=True)
+    relay_cpu, machine = server.cpu() - cpu, watch.stop()
     lag_us = (committed[0] - called) // 1000  # the latencies count from `called`, the time the event carries
     latencies = sorted(value - lag_us for value in waited["latencies"])
     row = {
@@ -175,10 +179,14 @@ def deliver(clients, publish, seq, name):
         "last": latencies[-1] / 1e6 if waited["deliveries"] == waited["expected"] else float("inf"),
         "closed": waited["closed"],
         "open": waited["open"],
+        "relay_cpu": relay_cpu,
+        "client_cpu": sum(waited["cpu"]),
+        "foreign_cpu": machine["foreign"],
     }
     log(f"  {name}: {row['received']:,}/{row['expected']:,} sockets had it; from the commit: p50 {row['p50']:.2f} s, "
         f"p99 {row['p99']:.2f} s, last {row['last']:.2f} s (the call took {row['call_ms']:.1f} ms before its commit); "
-        f"closed: {row['closed'] or 'none'}, open: {row['open']:,}")
+        f"CPU until the last: relay {relay_cpu:.2f} s, load clients {row['client_cpu']:.2f} s, other processes "
+        f"{machine['foreign']:.0%} of a core; closed: {row['closed'] or 'none'}, open: {row['open']:,}")
     time.sleep(1)
     return row
 
