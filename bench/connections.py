@@ -21,8 +21,9 @@ process holds at most PER_LOAD_CLIENT connections, from a loopback address of it
   each: from the commit to each socket's receipt of the event (p50, p99 and max over the
   sockets), and how long the call took before its commit;
 - what went wrong: handshakes refused (by reason), connections the relay closed (by close code)
-  and connections no longer open at the end; and how often, while connecting, a listen queue of
-  the machine was full (the kernel dropped a SYN, resent a second later).
+  and connections no longer open at the end, the warnings and errors in the relay's log (a
+  worker that died and was restarted, a lost Redis); and how often, while connecting, a listen
+  queue of the machine was full (the kernel dropped a SYN, resent a second later).
 
 run.py runs it on its world with one relay process; alone, it builds a world of its own.
 """
@@ -89,6 +90,8 @@ def run(world, python, count=10_000, workers=1, client_workers=None, concurrency
     finally:
         clients.close()
         relay.stop()
+    result["relay_problems"] = [line for line in server.output().splitlines() if " WARNING " in line or " ERROR " in line]
+    log(f"  the relay logged {len(result['relay_problems'])} warnings and errors" + "".join(f"\n    {line}" for line in result["relay_problems"][:10]))
     return result
 
 

@@ -206,6 +206,9 @@ def connections_section(result, facts=None):
     add(f"| handshakes refused or failed | {refused:,}{refusals} | 0 | {verdict(refused == 0)} |")
     add(f"| connections closed by the relay; not open at the end | {closed:,}{closes}; "
         f"{result['connected'] - result['open_at_end']:,} | 0 | {verdict(closed == 0 and result['open_at_end'] == result['connected'])} |")
+    problems = result.get("relay_problems", [])
+    add(f"| warnings and errors in the relay's log | {len(problems):,}{' (' + '; '.join(problems[:3]) + ')' if problems else ''} | 0 | "
+        f"{verdict(not problems)} |")
     add("")
     calls = ", ".join(f"{row['call_ms']:.0f}" for row in result["notify"] + result["announce"])
     add(f"During the handshakes: relay CPU {result['relay_cpu_connect']:.0%} of a core, load clients "
