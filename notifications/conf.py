@@ -56,6 +56,9 @@ DEFAULTS = {
     # permessage-deflate (RFC 7692) with the clients that offer it: fewer bytes on the wire, for
     # CPU per delivery and memory per connection (wsserver/compression.py, docs/performance.md).
     "WSSERVER_COMPRESSION": False,
+    # Seconds between keepalive pings to each connection; one that has not answered its ping by
+    # the next is closed (1011). None: no pings.
+    "WSSERVER_PING_INTERVAL": 20,
     # Seconds the opening handshake (HTTP upgrade) may take before the connection is dropped.
     "WSSERVER_HANDSHAKE_TIMEOUT": 10,
     # Most topics one connection may hold.

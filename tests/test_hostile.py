@@ -7,6 +7,7 @@ import asyncio
 import socket
 
 import pytest
+from django.conf import settings
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from notifications import notify
@@ -152,6 +153,48 @@ async def test_a_stalled_handshake_is_cut_off(strict_relay):
             return sock.recv(1024)  # b"" once the relay closes; a timeout fails the test
 
     assert await asyncio.to_thread(stall) == b""
+
+
+async def test_a_peer_that_stops_answering_pings_is_closed_and_others_are_not(relay_factory, ws_clients):
+    """One task pings every socket (wsserver.keepalive); a peer silent for an interval is closed with 1011."""
+    pinging = await call(relay_factory, settings_module="tests.settings_relay_knobs", extra_env={"WSSERVER_PING_INTERVAL": "0.5"})
+    user, answering = await bystander(ws_clients, pinging)  # websockets' client answers pings
+    session = await call(login, await call(make_user))
+
+    def silent_peer():
+        """A cookie handshake, then frames read and never answered: (opcodes received, close code)."""
+        with socket.create_connection(("127.0.0.1", pinging.port), timeout=10) as sock:
+            sock.sendall(
+                f"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Origin: http://localhost\r\nCookie: {settings.SESSION_COOKIE_NAME}={session.cookie}\r\n\r\n".encode()
+            )
+            data, opcodes = b"", []
+            while chunk := sock.recv(65536):
+                data += chunk
+                if not opcodes:  # the handshake's response first
+                    if b"\r\n\r\n" not in data:
+                        continue
+                    head, data = data.split(b"\r\n\r\n", 1)
+                    assert head.startswith(b"HTTP/1.1 101"), head
+                    opcodes.append("open")
+                while len(data) >= 4:  # the server's frames: unmasked, shorter than 64 KiB
+                    length, start = data[1] & 0x7F, 2
+                    if length == 126:
+                        length, start = int.from_bytes(data[2:4], "big"), 4
+                    if len(data) < start + length:
+                        break
+                    opcode, payload, data = data[0] & 0x0F, data[start : start + length], data[start + length :]
+                    opcodes.append(opcode)
+                    if opcode == 0x8:
+                        return opcodes, int.from_bytes(payload[:2], "big")
+            return opcodes, None
+
+    opcodes, code = await asyncio.to_thread(silent_peer)
+    assert 0x9 in opcodes, opcodes  # pinged
+    assert code == 1011
+    await asyncio.sleep(1.0)  # two more intervals for the answering client
+    await still_served(answering, user)
 
 
 async def test_the_relay_is_still_up_after_all_this(relay, ws_clients):

@@ -12,6 +12,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from notifications import notify
+from wsserver.auth import Identity
+from wsserver.client import Client
 
 from .aio import call, live_servers
 from .factories import login, make_group, make_user
@@ -69,3 +71,26 @@ async def test_a_session_is_ended_when_it_expires(relay, ws_clients):
     started = time.monotonic()
     await client.expect_close(4003, timeout=6.0)
     assert time.monotonic() - started < 5.0
+
+
+async def test_only_a_near_expiry_has_a_timer(settings):
+    """
+    A session that ends in weeks costs no timer on its socket: the periodic re-check sets one
+    once the expiry is within three intervals (it looks at every connection at least every two).
+    """
+    settings.WSSERVER_RECHECK_INTERVAL = 300
+
+    def timer_for(seconds):
+        identity = Identity(1, "someone", "key", "cookie", frozenset(), None, time.time() + seconds)
+        client = Client(None, identity, hub=None, redis=None, spawn=None, replays=None)
+        client._expire_at(identity.expires)
+        return client._expiry
+
+    assert timer_for(14 * 24 * 3600) is None
+    near = timer_for(800)
+    assert near is not None
+    near.cancel()
+    settings.WSSERVER_RECHECK_INTERVAL = None  # no periodic re-check: every expiry has its timer
+    far = timer_for(14 * 24 * 3600)
+    assert far is not None
+    far.cancel()

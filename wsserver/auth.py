@@ -11,6 +11,7 @@ WSSERVER_ALLOWED_ORIGINS. A handshake without a usable session waits for a ticke
 
 import asyncio
 import logging
+import sys
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -32,11 +33,12 @@ from .threads import run_sync
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Identity:
     """
     Who a connection is, as little as that takes: no user object stays in memory per socket
-    (each subscribe and re-check loads the user afresh from the session anyway).
+    (each subscribe and re-check loads the user afresh from the session anyway), and one string
+    for each route that many sockets share (interned: "inbox:all", a group's).
     """
 
     user_id: object
@@ -67,7 +69,7 @@ def identify(check, session_key, method, routes):
         user.get_username(),
         session_key,
         method,
-        frozenset(routes),
+        frozenset(map(sys.intern, routes)),
         cursors.epoch_us(joined) if joined else None,
         check.expires.timestamp() if check.expires else None,
     )

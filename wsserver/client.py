@@ -8,8 +8,8 @@ every request: permissions granted or withdrawn since the connection opened coun
 that has ended closes the socket. Nothing here runs per event.
 
 Access is looked at again (recheck) when it may have changed: a control message about the user
-or one of their groups (notifications.revocation), the session's expiry, and periodically for
-changes that send no signal (server.recheck_periodically). From the moment the relay learns of
+or one of their groups (notifications.revocation), the session's expiry (a timer, once it is
+near), and periodically for changes that send no signal (server.recheck_periodically). From the moment the relay learns of
 a change until the re-check is applied, the connection's live frames are held, then released
 less those of routes it may no longer follow. An authorization computed in a thread is applied
 only if no change was learnt of while it was computed (`access_version`); otherwise it is
@@ -46,6 +46,10 @@ logger = logging.getLogger(__name__)
 CATCH_UP_SECONDS = 1.0
 # Seconds a replay may take, waiting for its turn included; longer: resync (live events wait meanwhile).
 REPLAY_TIMEOUT = 30.0
+# A session's expiry gets a timer once it is less than this many WSSERVER_RECHECK_INTERVALs
+# away: the periodic re-check looks at every connection at least every two intervals, and sets
+# the timer then (see Client._expire_at).
+EXPIRY_TIMER_HORIZON = 3
 
 
 def authorize_sessions(requests):
@@ -93,8 +97,9 @@ class Client:
         self.replays = replays  # limits.ReplayGate: what resumes may cost
         self.subscriptions = {}  # canonical topic name → routes it follows
         self.access_version = 0  # changes each time the relay learns access may have changed
-        self.settled = asyncio.Event()  # set while no re-check is pending (see access_changed)
-        self.settled.set()
+        # While a re-check is pending, an Event set when it is over (see access_changed); made only
+        # then: an asyncio.Event costs 0.9 KiB, on every idle socket (docs/performance.md).
+        self._rechecked = None
         self.closed = False
         self._settle = None
         self._expiry = None
@@ -117,7 +122,7 @@ class Client:
 
     def close(self):
         self.closed = True
-        self.settled.set()
+        self._settled()
         self._cancel_settle()
         if self._expiry is not None:
             self._expiry.cancel()
@@ -224,7 +229,8 @@ class Client:
         meanwhile, so a replay never carries what a revocation the relay knows of took away.
         """
         while True:
-            await self.settled.wait()
+            while self._rechecked is not None:
+                await self._rechecked.wait()
             version = self.access_version
             until = cursors.position(self.hub.cursor)
             deadline = time.monotonic() + CATCH_UP_SECONDS
@@ -242,7 +248,8 @@ class Client:
         if self.closed:
             return
         self.access_version += 1
-        self.settled.clear()
+        if self._rechecked is None:
+            self._rechecked = asyncio.Event()
         self.hub.hold(self.connection, RECHECK)
         self.spawn(self.recheck())
 
@@ -264,7 +271,7 @@ class Client:
                 if version == self.access_version:
                     break
             self._rechecking = False  # from here, a new change starts a re-check of its own
-            self.settled.set()
+            self._settled()
             if not self.hub.release(self.connection, RECHECK):
                 await self._resync()
         except DatabaseError:
@@ -308,14 +315,26 @@ class Client:
         return True
 
     def _expire_at(self, expires):
-        """Look again when the session expires (a session extended meanwhile is looked at again then)."""
+        """
+        Look again when the session expires (a session extended meanwhile is looked at again
+        then). An expiry further off than EXPIRY_TIMER_HORIZON re-check intervals gets no timer
+        yet: a periodic re-check comes back here (apply_recheck) before it is near. Sessions
+        last weeks, and a timer costs 0.6 KiB on every socket (docs/performance.md).
+        """
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        if expires is not None:
+        interval = app_settings.WSSERVER_RECHECK_INTERVAL
+        if expires is not None and (not interval or expires - time.time() < EXPIRY_TIMER_HORIZON * interval):
             loop = asyncio.get_running_loop()
             delay = max(0.0, expires - time.time())
             self._expiry = loop.call_later(delay, self.access_changed)
+
+    def _settled(self):
+        """No re-check is pending any more: wake what waits for it (_missed)."""
+        if self._rechecked is not None:
+            self._rechecked.set()
+            self._rechecked = None
 
     async def _resync(self):
         metrics.RESYNCS.inc()

@@ -80,14 +80,14 @@ class ConnectionCaps:
     def admit_ip(self, ip):
         return self._admit(self.per_ip, ip, app_settings.WSSERVER_MAX_CONNECTIONS_PER_IP)
 
-    def admit_user(self, user_key):
-        return self._admit(self.per_user, user_key, app_settings.WSSERVER_MAX_CONNECTIONS_PER_USER)
+    def admit_user(self, user_id):
+        return self._admit(self.per_user, user_id, app_settings.WSSERVER_MAX_CONNECTIONS_PER_USER)
 
     def release_ip(self, ip):
         self._release(self.per_ip, ip)
 
-    def release_user(self, user_key):
-        self._release(self.per_user, user_key)
+    def release_user(self, user_id):
+        self._release(self.per_user, user_id)
 
     @staticmethod
     def _admit(counter, key, cap):

@@ -12,16 +12,17 @@ them concerned it.
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
+from collections import deque
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from django.db import DatabaseError
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from notifications.conf import app_settings
 from notifications.redisaddress import REDIS_ERRORS
-from notifications.topics import group_route
+from notifications.topics import group_route, user_route
 
 from . import health, metrics, protocol
 from .auth import (
@@ -68,6 +69,26 @@ class ControlLog:
         return False
 
 
+class RelayConnection(ServerConnection):
+    """
+    websockets' server connection, with room for what the relay keeps on it: who it is
+    (auth.check_handshake), the control messages seen before it (ControlLog) and its Client. In
+    slots: attributes added to the library's object would give it a dictionary of its own
+    (1.3 KiB a socket).
+    """
+
+    __slots__ = ("identity", "refused", "control_mark", "client")
+
+
+def log_connection(message, *args):
+    """
+    logger.info from a frame of its own: logging looks up the frame that called it, and CPython
+    then keeps a frame object (288 bytes) for as long as that frame runs, which for the coroutine
+    serving a connection is as long as the connection lives.
+    """
+    logger.info(message, *args)
+
+
 def log_failure(task):
     """Done-callback of background tasks: an exception is logged where it happened (a closed socket is no failure)."""
     if task.cancelled():
@@ -84,7 +105,7 @@ class Relay:
         self.redis = redis
         self.diagnosis = diagnosis
         self.server = None
-        self.clients = defaultdict(set)  # str(user pk) → its connected clients
+        self.clients = set()  # every connected Client; a user's follow their inbox route (see control)
         self.caps = ConnectionCaps()
         self.replays = ReplayGate()
         self.controls = ControlLog()
@@ -94,15 +115,19 @@ class Relay:
     # Access changes ------------------------------------------------------------------------------
 
     def control(self, fields):
-        """A control message (notifications.revocation): re-check the connections it names."""
+        """
+        A control message (notifications.revocation): re-check the connections it names, found in
+        the hub as the followers of the user's or the group's inbox route (every inbox follows
+        its user's route), so the relay keeps no other index of them by user.
+        """
         self.controls.add(fields)
         if "user" in fields:
-            targets = set(self.clients.get(fields["user"], ()))
+            route = user_route(fields["user"])
         elif "group" in fields:
-            targets = {connection.client for connection in self.hub.followers(group_route(fields["group"]))}
+            route = group_route(fields["group"])
         else:
             return
-        for client in targets:
+        for client in {connection.client for connection in self.hub.followers(route)}:
             client.access_changed()
 
     def recheck_all(self):
@@ -140,7 +165,7 @@ class Relay:
             await asyncio.sleep(pause)
 
     def all_clients(self):
-        return [client for clients in self.clients.values() for client in clients]
+        return list(self.clients)
 
     def spawn(self, coroutine):
         """Run a coroutine in the background, holding it until it ends (the loop keeps only weak references)."""
@@ -173,26 +198,74 @@ class Relay:
             return health.unavailable()
 
     async def handle(self, connection):
+        """
+        websockets' handler: admit the connection, then serve it as a Client until it closes, in
+        this one coroutine waiting in recv() (not in `async for`, whose generator would wait
+        beside it): a frame that waits for the life of a connection costs 0.3 KiB on every socket.
+        """
         address = client_address(connection)
+        identity = await self.admit(connection, address)
+        if identity is None:
+            return
+        try:
+            # Cookie, Origin and address are read: drop the handshake's headers (3-4 KiB a socket,
+            # and the session cookie, which need not stay in memory for the connection's life),
+            # and the response, which websockets no longer reads (the request must stay: it tells
+            # websockets that the handshake is over).
+            connection.request.headers.clear()
+            connection.response = None
+            client = connection.client = Client(connection, identity, self.hub, self.redis, self.spawn, self.replays)
+            self.clients.add(client)
+            if self.controls.concerns(connection.control_mark, identity):
+                client.access_changed()  # its identity was looked up before a change it must not miss
+            started = time.monotonic()
+            log_connection("Connected %s (user %s) from %s by %s", identity.username, identity.user_id, address, identity.method)
+            metrics.CONNECTIONS.inc()
+            try:
+                await client.start()
+                guard = FloodGuard()
+                while True:
+                    await self.answer(connection, client, guard, await connection.recv())
+            except ConnectionClosed:
+                pass
+            except DatabaseError as error:
+                self.diagnosis.database_failed(error)
+                await connection.close(protocol.TRY_AGAIN_LATER, "Database unavailable: reconnect later.")
+            finally:
+                client.close()
+                metrics.CONNECTIONS.dec()
+                self.clients.discard(client)
+                log_connection(
+                    "Disconnected %s (user %s) from %s: code %s after %.1f s",
+                    identity.username, identity.user_id, address, connection.close_code, time.monotonic() - started,
+                )
+        finally:
+            self.caps.release_user(identity.user_id)
+            self.caps.release_ip(address)
+
+    async def admit(self, connection, address):
+        """
+        The connection's Identity, its places taken under the caps per address and per user;
+        None once refused and closed, any place it took given back.
+        """
         if not self.caps.admit_ip(address):
             metrics.REFUSED.labels("connections_per_ip").inc()
             await connection.close(protocol.TRY_AGAIN_LATER, "Too many connections from your address.")
-            return
+            return None
+        admitted = False
         try:
             identity = await self.authenticate(connection, address)
             if identity is None:
-                return
-            user_key = str(identity.user_id)
-            if not self.caps.admit_user(user_key):
+                return None
+            if not self.caps.admit_user(identity.user_id):
                 metrics.REFUSED.labels("connections_per_user").inc()
                 await connection.close(protocol.TRY_AGAIN_LATER, "Too many connections for this user.")
-                return
-            try:
-                await self.serve_client(connection, identity, address)
-            finally:
-                self.caps.release_user(user_key)
+                return None
+            admitted = True
+            return identity
         finally:
-            self.caps.release_ip(address)
+            if not admitted:
+                self.caps.release_ip(address)
 
     async def authenticate(self, connection, address):
         """The connection's Identity (cookie, else a ticket in its first message); None once refused and closed."""
@@ -217,51 +290,18 @@ class Relay:
         await connection.close(protocol.AUTH_FAILED, _fit(f"Authentication failed: {reason}."))
         return None
 
-    async def serve_client(self, connection, identity, address):
-        # Cookie, Origin and address are read: drop the handshake's headers (3-4 KiB a socket,
-        # and the session cookie, which need not stay in memory for the connection's life).
-        connection.request.headers.clear()
-        connection.response.headers.clear()
-        client = connection.client = Client(connection, identity, self.hub, self.redis, self.spawn, self.replays)
-        user_key = str(identity.user_id)
-        self.clients[user_key].add(client)
-        if self.controls.concerns(connection.control_mark, identity):
-            client.access_changed()  # its identity was looked up before a change it must not miss
-        started = time.monotonic()
-        logger.info("Connected %s (user %s) from %s by %s", identity.username, user_key, address, identity.method)
-        metrics.CONNECTIONS.inc()
-        try:
-            await client.start()
-            await self.read_frames(connection, client)
-        except ConnectionClosed:
-            pass
-        except DatabaseError as error:
-            self.diagnosis.database_failed(error)
-            await connection.close(protocol.TRY_AGAIN_LATER, "Database unavailable: reconnect later.")
-        finally:
-            client.close()
-            metrics.CONNECTIONS.dec()
-            self.clients[user_key].discard(client)
-            if not self.clients[user_key]:
-                del self.clients[user_key]
-            logger.info(
-                "Disconnected %s (user %s) from %s: code %s after %.1f s",
-                identity.username, user_key, address, connection.close_code, time.monotonic() - started,
-            )
-
-    async def read_frames(self, connection, client):
-        guard = FloodGuard()
-        async for frame in connection:
-            verdict = guard.admit()
-            if verdict == "close":
-                metrics.REFUSED.labels("flood").inc()
-                await connection.close(protocol.POLICY_VIOLATION, "Too many messages.")
-            elif verdict == "refuse":
-                metrics.REFUSED.labels("rate_limited").inc()
-                await connection.send(protocol.error("rate_limited", "Too many messages: slow down.", None))
-            elif verdict == "accept" and guard.malformed(await client.handle(frame)):
-                metrics.REFUSED.labels("malformed").inc()
-                await connection.close(protocol.POLICY_VIOLATION, "Too many malformed frames.")
+    async def answer(self, connection, client, guard, frame):
+        """Answer a client's frame, within the limits of its FloodGuard."""
+        verdict = guard.admit()
+        if verdict == "close":
+            metrics.REFUSED.labels("flood").inc()
+            await connection.close(protocol.POLICY_VIOLATION, "Too many messages.")
+        elif verdict == "refuse":
+            metrics.REFUSED.labels("rate_limited").inc()
+            await connection.send(protocol.error("rate_limited", "Too many messages: slow down.", None))
+        elif verdict == "accept" and guard.malformed(await client.handle(frame)):
+            metrics.REFUSED.labels("malformed").inc()
+            await connection.close(protocol.POLICY_VIOLATION, "Too many malformed frames.")
 
     def detailed_health(self, reader):
         """/healthz where /metrics is served: what is wrong, in words, and the numbers behind it."""

@@ -2,8 +2,8 @@
 The relay's asyncio wiring: the WebSocket server, the Redis reader and the hub between them,
 and the background work beside them: the outbox drainer, the examination of the relay's
 configuration (health.py), the periodic re-check of every connection, the slow-client watchdog,
-and the operations endpoints (/metrics and the detailed /healthz) on their own address when
-WSSERVER_METRICS_ADDRESS is set.
+keepalive pings (keepalive.py), and the operations endpoints (/metrics and the detailed
+/healthz) on their own address when WSSERVER_METRICS_ADDRESS is set.
 
 One process runs one event loop, one Redis reader (bus.StreamReader) and one Hub. The server
 listens at once, whatever state Redis and the database are in: /healthz says whether it can
@@ -31,7 +31,8 @@ from notifications.conf import app_settings
 from . import bus, compression, health, metrics, protocol
 from .addresses import parse_address
 from .hub import Hub
-from .relay import RECHECK_BATCH, Relay, log_failure
+from .keepalive import Keepalive
+from .relay import RECHECK_BATCH, Relay, RelayConnection, log_failure
 from .replay import ReplayImpossible, last_published_cursor, stored_entries
 from .threads import run_sync
 
@@ -47,6 +48,9 @@ OUTBOX_INTERVAL = 1.0
 SLOW_CLIENT_INTERVAL = 0.25
 # Seconds a closing handshake may take; with SIGTERM, every socket closes within it.
 CLOSE_TIMEOUT = 3
+# Connections the kernel queues until the relay accepts them (asyncio's default: 100). When a
+# reconnect storm overflows the queue, the kernel drops the SYNs and clients retry a second later.
+LISTEN_BACKLOG = 1024
 # Seconds the background work and the Redis clients get to stop, once the sockets are closed.
 STOP_WAIT = 1.0
 LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
@@ -219,6 +223,9 @@ async def run(host, port, ready=None, reuse_port=False):
     helpers = [drain_outbox(diagnosis), examine_periodically(diagnosis, redis, hub), close_slow_clients(relay)]
     if app_settings.WSSERVER_RECHECK_INTERVAL:
         helpers.append(recheck_periodically(relay, app_settings.WSSERVER_RECHECK_INTERVAL))
+    if app_settings.WSSERVER_PING_INTERVAL:
+        keepalive = Keepalive(app_settings.WSSERVER_PING_INTERVAL, relay.spawn)
+        helpers.append(keepalive.run(lambda: relay.server.connections if relay.server else ()))
     helpers = [asyncio.create_task(helper) for helper in helpers]
     for helper in helpers:
         helper.add_done_callback(log_failure)  # they run until cancelled: ending otherwise is a bug
@@ -231,10 +238,13 @@ async def run(host, port, ready=None, reuse_port=False):
                     host,
                     port,
                     process_request=relay.process_request,
+                    create_connection=RelayConnection,
                     **compression.serve_options(),
                     max_size=app_settings.WSSERVER_MAX_MESSAGE_SIZE,
                     close_timeout=CLOSE_TIMEOUT,
                     open_timeout=app_settings.WSSERVER_HANDSHAKE_TIMEOUT,
+                    ping_interval=None,  # one task pings every socket (keepalive.py)
+                    backlog=LISTEN_BACKLOG,
                     **options,
                 )
             )
