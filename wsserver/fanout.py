@@ -23,6 +23,8 @@ broadcast, a slow connection never holds up the others, and what it has not read
 transport's buffer, where the slow-client watchdog (server.py) looks.
 """
 
+import gc
+
 from websockets import frames
 from websockets.protocol import OPEN
 
@@ -64,17 +66,32 @@ class Writes:
             frames, connections = sends[0]
             for connection in connections:
                 _write(connection, frames)
-            return
-        queued = {}  # connection → [SharedFrame]
-        for (frame,), connections in sends:
-            for connection in connections:
-                mine = queued.get(connection)
-                if mine is None:
-                    queued[connection] = [frame]
-                else:
-                    mine.append(frame)
-        for connection, mine in queued.items():
-            _write(connection, mine)
+        elif sends:
+            # A list per connection, alive until written: were the cyclic garbage collector to run
+            # meanwhile, it would move them to older generations, whose collections go through the
+            # whole heap (a 35 ms pause with 400,000 objects, once every 40 batches of 100 events to
+            # 1,000 connections). They hold no cycles, and reference counting frees them at once.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                _write_gathered(sends)
+            finally:
+                if collecting:
+                    gc.enable()
+
+
+def _write_gathered(sends):
+    """Each connection's frames of these sends, oldest first, in one write."""
+    queued = {}  # connection → [SharedFrame]
+    for (frame,), connections in sends:
+        for connection in connections:
+            mine = queued.get(connection)
+            if mine is None:
+                queued[connection] = [frame]
+            else:
+                mine.append(frame)
+    for connection, mine in queued.items():
+        _write(connection, mine)
 
 
 def _write(connection, frames):

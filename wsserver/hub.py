@@ -151,10 +151,8 @@ class Hub:
         if len(self._recent) > RECENT_EVENT_IDS:
             self._recent.popitem(last=False)
         self.backlog.add(cursors.position(cursor), event_id, routes, cursor, event_json, created_us)
-        # Sets are combined into new ones, never changed in place: with one route followed (the
-        # usual case), `reached` and the recipients are the hub's own set of its followers, not a copy.
-        reached = frozenset()
-        by_topic = {}  # topic → (frame, connections): one frame per topic
+        reached = set()
+        by_topic = {}  # topic → [frame, connections]: one frame per topic
         for route in routes:
             followers = self._followers.get(route)
             if not followers:
@@ -163,11 +161,12 @@ class Hub:
             if created_us is not None and created_us < self.newest_join:
                 recipients = _joined_by(recipients, created_us)
             if recipients:
-                reached = reached | recipients if reached else recipients
+                reached |= recipients
                 topic = topic_of_route(route)
-                frame, connections = by_topic.get(topic) or (protocol.event(topic, cursor, event_json), frozenset())
-                sending = self._keep_held(recipients, topic, frame, routes, cursor, event_json)
-                by_topic[topic] = (frame, connections | sending if connections else sending)
+                if topic not in by_topic:
+                    by_topic[topic] = [protocol.event(topic, cursor, event_json), set()]
+                frame, connections = by_topic[topic]
+                connections |= self._keep_held(recipients, topic, frame, routes, cursor, event_json)
         for frame, connections in by_topic.values():
             writes.send(connections, frame)
         self.broadcasts += len(by_topic)
