@@ -189,7 +189,8 @@ def deliver(server, clients, publish, seq, name):
     log(f"  {name}: {row['received']:,}/{row['expected']:,} sockets had it; from the commit: p50 {row['p50']:.2f} s, "
         f"p99 {row['p99']:.2f} s, last {row['last']:.2f} s (the call took {row['call_ms']:.1f} ms before its commit); "
         f"CPU until the last: relay {relay_cpu:.2f} s, load clients {row['client_cpu']:.2f} s, other processes "
-        f"{machine['foreign']:.0%} of a core; closed: {row['closed'] or 'none'}, open: {row['open']:,}")
+        f"{machine['foreign']:.0%} of a core; received twice: {row['duplicates']:,}; closed: {row['closed'] or 'none'}, "
+        f"open: {row['open']:,}")
     time.sleep(1)
     return row
 

@@ -221,6 +221,8 @@ def connections_section(result, facts=None):
         worst = max(row["last"] for row in runs)
         spans = "; ".join(f"p50 {row['p50']:.2f} s, p99 {row['p99']:.2f} s, max {row['last']:.2f} s" for row in runs)
         add(f"| {label}: commit → each socket's receipt | {spans} | max ≤ 2 s | {verdict(worst <= 2)} |")
+    twice = sum(row["duplicates"] for row in result["notify"] + result["announce"])
+    add(f"| events a socket received twice | {twice:,} | 0 | {verdict(twice == 0)} |")
     refused = sum(result["errors"].values())
     closed = sum(result["closed"].values())
     refusals = f" ({result['errors']})" if refused else ""
