@@ -114,13 +114,16 @@ def _topics(data, ref, max_topics):
     return unique
 
 
+# ASCII-escaped: a client may send strings with lone surrogates (JSON allows "\\ud800"), which
+# refs and topic names echo back, and which UTF-8 cannot encode. default=str: user ids of custom
+# user models may be UUIDs. One encoder for every frame: json.dumps() builds one a call when given
+# options, twice for each event (its topic and cursor).
+ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
+
+
 def dumps(message):
-    """
-    JSON text for a control frame. ASCII-escaped: a client may send strings with lone surrogates
-    (JSON allows "\\ud800"), which refs and topic names echo back, and which UTF-8 cannot encode.
-    default=str: user ids of custom user models may be UUIDs.
-    """
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=True, default=str)
+    """JSON text for a control frame (ENCODER)."""
+    return ENCODER.encode(message)
 
 
 def _with_ref(message, ref):
