@@ -18,8 +18,12 @@ process holds at most PER_LOAD_CLIENT connections, from a loopback address of it
 - memory: the RSS of the relay's processes, idle before the first connection and once all are
   connected and idle; the marginal RSS per socket is the difference divided by the connections;
 - delivery: notify() of a group holding every user, then announce() to all, `--events` times
-  each: from the commit to each socket's receipt of the event (p50, p99 and max over the
-  sockets), and how long the call took before its commit;
+  each: from the commit to the event's arrival in each socket (p50, p99 and max over the
+  sockets), and how long the call took before its commit. The arrival is the kernel's receive
+  timestamp (loadclient's "stamped" backend), and the load clients run at nice 19: on these two
+  shared cores, reading 100,000 frames costs them as much CPU as writing them costs the relay,
+  and their reads, which behind a network happen on other machines, yield to the relay's
+  writes. When the load clients read each event is reported too;
 - what went wrong: handshakes refused (by reason), connections the relay closed (by close code)
   and connections no longer open at the end, the warnings and errors in the relay's log (a
   worker that died and was restarted, a lost Redis); and how often, while connecting, a listen
@@ -45,6 +49,7 @@ CONCURRENCY = 200
 EVENTS = 3
 STEP = 25_000
 SEQ_BASE = 2_000_000_000  # apart from run.py's sequence numbers
+CLIENT_NICENESS = 19  # the load clients yield the cores to the relay (see above)
 IDLE_SECONDS = 2.0  # past the relay's hold after `welcome` (WSSERVER_RESUME_WAIT), its log lines written
 
 
@@ -65,8 +70,14 @@ def run(world, python, count=10_000, workers=1, client_workers=None, concurrency
         f"({sources[0]}–{sources[-1]})")
     relay = systems.Ours(world, workers=workers)
     server = relay.start()
-    clients = LoadClients(python, workers=client_workers, sources=sources, log=open(world.logs / "loadclient-connections.log", "ab"))
-    result = {"connections": count, "workers": workers, "client_workers": client_workers, "concurrency": concurrency}
+    clients = LoadClients(
+        python, workers=client_workers, backend="stamped", sources=sources, nice=CLIENT_NICENESS,
+        log=open(world.logs / "loadclient-connections.log", "ab"),
+    )
+    result = {
+        "connections": count, "workers": workers, "client_workers": client_workers, "concurrency": concurrency,
+        "client_niceness": CLIENT_NICENESS,
+    }
     try:
         time.sleep(IDLE_SECONDS)
         result["rss_start"] = server.rss_mib()
@@ -172,6 +183,8 @@ def deliver(server, clients, publish, seq, name):
     relay_cpu, machine = server.cpu() - cpu, watch.stop()
     lag_us = (committed[0] - called) // 1000  # the latencies count from `called`, the time the event carries
     latencies = sorted(value - lag_us for value in waited["latencies"])
+    exact = sorted(value - lag_us for value, known in zip(waited["latencies"], waited["exact"]) if known)
+    reads = sorted(value - lag_us for value in waited["reads"])
     row = {
         "call_ms": lag_us / 1000,
         "received": waited["deliveries"],
@@ -180,14 +193,21 @@ def deliver(server, clients, publish, seq, name):
         "p50": percentile(latencies, 0.5) / 1e6,
         "p99": percentile(latencies, 0.99) / 1e6,
         "last": latencies[-1] / 1e6 if waited["deliveries"] == waited["expected"] else float("inf"),
+        "bounded": len(latencies) - len(exact),
+        "exact_p99": percentile(exact, 0.99) / 1e6,
+        "exact_last": exact[-1] / 1e6 if exact else float("nan"),
+        "read_p50": percentile(reads, 0.5) / 1e6,
+        "read_last": reads[-1] / 1e6 if waited["deliveries"] == waited["expected"] else float("inf"),
         "closed": waited["closed"],
         "open": waited["open"],
         "relay_cpu": relay_cpu,
         "client_cpu": sum(waited["cpu"]),
         "foreign_cpu": machine["foreign"],
     }
-    log(f"  {name}: {row['received']:,}/{row['expected']:,} sockets had it; from the commit: p50 {row['p50']:.2f} s, "
-        f"p99 {row['p99']:.2f} s, last {row['last']:.2f} s (the call took {row['call_ms']:.1f} ms before its commit); "
+    log(f"  {name}: {row['received']:,}/{row['expected']:,} sockets had it; from the commit to its arrival: p50 {row['p50']:.2f} s, "
+        f"p99 {row['p99']:.2f} s, last {row['last']:.2f} s ({row['bounded']:,} upper bounds; the others: p99 "
+        f"{row['exact_p99']:.2f} s, last {row['exact_last']:.2f} s); read by the load clients: p50 {row['read_p50']:.2f} s, "
+        f"last {row['read_last']:.2f} s (the call took {row['call_ms']:.1f} ms before its commit); "
         f"CPU until the last: relay {relay_cpu:.2f} s, load clients {row['client_cpu']:.2f} s, other processes "
         f"{machine['foreign']:.0%} of a core; received twice: {row['duplicates']:,}; closed: {row['closed'] or 'none'}, "
         f"open: {row['open']:,}")

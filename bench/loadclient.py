@@ -25,12 +25,17 @@ Each wait reports the bytes the window's connections received (`bytes`: WebSocke
 crossed the socket, headers included, compressed where permessage-deflate was negotiated; the
 raw backend only) and how many connections negotiated compression (`compressed`).
 
-Two implementations of the client side of WebSocket, chosen with --backend:
+Three implementations of the client side of WebSocket, chosen with --backend:
 - "raw" (default): asyncio Protocols that do the opening handshake (RFC 6455, with the
   Sec-WebSocket-Accept check) and then parse frames in data_received, answering pings and
   closes; about 6 µs of CPU per frame under uvloop, kernel included. The relays send over
   100,000 frames a second, and on two cores the load client must keep up with one of them on
   the other core, or it would measure itself.
+- "stamped": the same protocol, each socket read with recvmsg() and the kernel's receive
+  timestamp (SO_TIMESTAMPNS, StampedTransport below): a frame's time is when it reached the
+  socket, however late this process gets to read it. With --nice 19 the load clients yield the
+  cores to the server while it writes, as clients on other machines would, and their late reads
+  cost the measurement nothing; the time of each read is kept too (`reads`).
 - "websockets": the websockets library's asyncio client, `async for` over each connection.
   The same accounting, 1.25× the CPU per frame (bench/run.py's load client check, and
   docs/performance.md). Use it to check that "raw" reads the same numbers.
@@ -42,6 +47,7 @@ import argparse
 import array
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -49,6 +55,7 @@ import resource
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -64,6 +71,11 @@ DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 DEFLATE_TAIL = b"\x00\x00\xff\xff"  # removed from each compressed message by the sender (RFC 7692)
 CLOSE_TIMEOUT = 10  # seconds the load client processes get to close their connections
 time_ns = time.time_ns
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; Python's socket module does not name it
+TIMESPEC = struct.Struct("qq")  # the timestamp: seconds, nanoseconds
+READ_SIZE = 256 * 1024
+MAX_FRAME_HEADER = 10  # a server's frame header: 2 bytes, and 2 or 8 of extended length
+ANCILLARY_SIZE = 64
 
 
 def now_cpu():
@@ -81,7 +93,9 @@ class Window:
         self.deliveries = 0
         self.duplicates = 0
         self.first_ns = self.last_ns = 0
-        self.latencies = array.array("q")  # µs, receive time - send time, one per delivery
+        self.latencies = array.array("q")  # µs, arrival time - send time, one per delivery
+        self.reads = array.array("q")  # µs, when this process read it - send time (later than arrival: "stamped")
+        self.exact = array.array("b")  # 0 where the arrival time is only an upper bound (StampedTransport)
         self.done = asyncio.Event()
         if self.expected == 0:
             self.done.set()
@@ -101,6 +115,8 @@ class Window:
                 self.first_ns = now
             self.last_ns = now
             self.latencies.append((now - ts) // 1000)
+            self.reads.append((time_ns() - ts) // 1000)
+            self.exact.append(connection.stamp_exact)
             if self.deliveries == self.expected:
                 self.done.set()
 
@@ -138,6 +154,7 @@ class RawConnection(asyncio.Protocol):
         self.received = 0  # bytes, frames and headers as they came
         self.inflater = None  # a zlib decompressor once permessage-deflate is negotiated
         self.fresh_context = False  # server_no_context_takeover: a new decompressor for each message
+        self.stamp_exact = True  # False while the data being parsed may carry a later segment's time (StampedTransport)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -150,7 +167,10 @@ class RawConnection(asyncio.Protocol):
             self.worker.closed_by_server(1006)
 
     def data_received(self, data):
-        now = time_ns()
+        self.arrived(data, time_ns())
+
+    def arrived(self, data, now):
+        """`data` reached the socket at `now` (ns since the epoch)."""
         self.received += len(data)
         if self.buffer:
             data = self.buffer + data
@@ -291,25 +311,23 @@ def handshake(url, origin, cookie, compression=False):
     return ("\r\n".join(lines) + "\r\n\r\n").encode(), accept
 
 
-async def open_raw(worker, url, origin, cookie, ready_on_welcome, timeout, source=None, compression=False):
+async def open_raw(worker, url, origin, cookie, ready_on_welcome, timeout, source=None, compression=False, stamped=False):
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
     request, accept = handshake(url, origin, cookie, compression)
     ready = loop.create_future()
-    factory = lambda: RawConnection(worker, request, accept, ready_on_welcome, ready)  # noqa: E731
-    sock = None
+    connection = RawConnection(worker, request, accept, ready_on_welcome, ready)
+    sock = source_socket(source)
     try:
         async with asyncio.timeout(timeout):
-            if source:
-                sock = source_socket(source)
-                await loop.sock_connect(sock, (parts.hostname, parts.port))
-                _, connection = await loop.create_connection(factory, sock=sock)
+            await loop.sock_connect(sock, (parts.hostname, parts.port))
+            if stamped:
+                StampedTransport(loop, sock, connection)
             else:
-                _, connection = await loop.create_connection(factory, parts.hostname, parts.port)
+                await loop.create_connection(lambda: connection, sock=sock)
         error = await asyncio.wait_for(ready, timeout)
     except (OSError, TimeoutError) as exc:
-        if sock is not None:
-            sock.close()
+        sock.close()
         return None, f"{type(exc).__name__}: {exc}"
     if error is not None:
         connection.close()
@@ -317,18 +335,132 @@ async def open_raw(worker, url, origin, cookie, ready_on_welcome, timeout, sourc
     return connection, None
 
 
+def frame_size(head):
+    """The size of the server frame (unmasked) whose first bytes are `head`, or None if they do not say it yet."""
+    if len(head) < 2:
+        return None
+    length = head[1] & 0x7F
+    if length < 126:
+        return 2 + length
+    header = 4 if length == 126 else 10
+    if len(head) < header:
+        return None
+    return header + int.from_bytes(head[2:header], "big")
+
+
 def source_socket(source):
     """
-    A TCP socket bound to the address `source`, its port left for connect() to pick by the whole
-    address and port pair (IP_BIND_ADDRESS_NO_PORT). bind() with port 0 looks for a port free
-    for every destination, a search that grows with the ports in use: with 10,000 connections
-    from one address, most of the load client's CPU went to the kernel finding ports.
+    A non-blocking TCP socket, bound to the address `source` if given, its port left for
+    connect() to pick by the whole address and port pair (IP_BIND_ADDRESS_NO_PORT). bind() with
+    port 0 looks for a port free for every destination, a search that grows with the ports in
+    use: with 10,000 connections from one address, most of the load client's CPU went to the
+    kernel finding ports.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
-    sock.bind((source, 0))
+    if source:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
     sock.setblocking(False)
     return sock
+
+
+class StampedTransport:
+    """
+    The part of an asyncio transport RawConnection uses, over a connected socket read with
+    recvmsg() and the kernel's receive timestamp (SO_TIMESTAMPNS): TCP gives the arrival time of
+    the last segment a read returns, taken when the segment reached the socket (on loopback,
+    inside the sender's write). RawConnection.arrived() gets that time, not the read's.
+
+    Once the connection is upgraded, each read takes one WebSocket frame (its length peeked
+    from its header), so each frame gets the time of its own segment: the server writes a frame
+    at once. Were two frames read together, the first would get the second's time: a keepalive
+    ping that came after an event, while a lowered-priority load client had not read it yet.
+    That can still happen: TCP merges a segment into the previous one while that one waits
+    unread in the socket, and the merged one takes the later time. So a frame read while more
+    bytes wait behind it is marked (`stamp_exact` False): its time is an upper bound.
+    """
+
+    def __init__(self, loop, sock, protocol):
+        self._loop, self._sock, self._protocol = loop, sock, protocol
+        self._fd = sock.fileno()
+        self._unsent = b""
+        self._closing = False
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        loop.add_reader(self._fd, self._readable)
+        protocol.connection_made(self)
+
+    def _readable(self):
+        try:
+            size = READ_SIZE
+            if self._protocol.upgraded and not self._protocol.buffer:
+                size = frame_size(self._sock.recv(MAX_FRAME_HEADER, socket.MSG_PEEK)) or READ_SIZE
+            data, ancillary, _, _ = self._sock.recvmsg(size, ANCILLARY_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._lost(error)
+            return
+        if not data:
+            self._lost(None)
+            return
+        arrival = 0
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = TIMESPEC.unpack_from(value)
+                arrival = seconds * 1_000_000_000 + nanoseconds
+        try:
+            self._protocol.stamp_exact = not (arrival and self._sock.recv(1, socket.MSG_PEEK))
+        except (BlockingIOError, InterruptedError):
+            self._protocol.stamp_exact = True
+        except OSError:
+            self._protocol.stamp_exact = False
+        self._protocol.arrived(data, arrival or time_ns())
+
+    def write(self, data):
+        if self._closing:
+            return
+        if not self._unsent:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as error:
+                self._lost(error)
+                return
+            data = data[sent:]
+            if data:
+                self._loop.add_writer(self._fd, self._writable)
+        self._unsent += data
+
+    def _writable(self):
+        try:
+            sent = self._sock.send(self._unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._lost(error)
+            return
+        self._unsent = self._unsent[sent:]
+        if not self._unsent:
+            self._loop.remove_writer(self._fd)
+
+    def is_closing(self):
+        return self._closing
+
+    def close(self):
+        """Close now: what is left unsent (a close frame the peer did not read) is dropped."""
+        self._lost(None)
+
+    abort = close
+
+    def _lost(self, error):
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        self._sock.close()
+        self._loop.call_soon(self._protocol.connection_lost, error)
 
 
 class LibraryConnection:
@@ -451,9 +583,27 @@ async def commands(limit=64 * 1024 * 1024):
         yield json.loads(line)
 
 
+def lower_priority(niceness):
+    """
+    Add `niceness` to this process's nice value, and to its autogroup's. Linux gives each
+    session an autogroup (CONFIG_SCHED_AUTOGROUP, on in Debian's kernels) and shares the CPU
+    between autogroups before the processes inside them: a nice value only ranks a process
+    within its group. Each load client runs in a session of its own (start_new_session), so
+    without its autogroup's nice value seven load clients get seven shares to the relay's one.
+    """
+    if not niceness:
+        return
+    os.nice(niceness)
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(niceness))
+    except OSError:  # no autogroups: the nice value alone decides
+        pass
+
+
 async def serve(backend):
     worker = Worker()
-    opener = open_raw if backend == "raw" else open_library
+    opener = {"raw": open_raw, "stamped": functools.partial(open_raw, stamped=True), "websockets": open_library}[backend]
     window_cpu = window_started = 0.0
     window_bytes = 0
     async for command in commands():
@@ -490,6 +640,8 @@ async def serve(backend):
             }
             if command.get("latencies"):
                 result["latencies"] = base64.b64encode(window.latencies.tobytes()).decode()
+                result["reads"] = base64.b64encode(window.reads.tobytes()).decode()
+                result["exact"] = base64.b64encode(window.exact.tobytes()).decode()
             worker.closed = {}  # each close is told once, by the next wait
             answer(result)
         elif kind == "close":
@@ -502,10 +654,12 @@ async def serve(backend):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["raw", "websockets"], default="raw")
+    parser.add_argument("--backend", choices=["raw", "stamped", "websockets"], default="raw")
+    parser.add_argument("--nice", type=int, default=0, help="added to this process's niceness (os.nice)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller stops us
+    lower_priority(args.nice)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.loop == "uvloop":
@@ -527,13 +681,13 @@ class LoadClients:
     from sources[i] when given (a loopback address of its own: see "source" above).
     """
 
-    def __init__(self, python, workers=2, backend="raw", loop="uvloop", log=None, sources=None):
+    def __init__(self, python, workers=2, backend="raw", loop="uvloop", log=None, sources=None, nice=0):
         self.sources = sources or [None] * workers
         self.processes = []
         for _ in range(workers):
             self.processes.append(
                 subprocess.Popen(
-                    [python, __file__, "--backend", backend, "--loop", loop],
+                    [python, __file__, "--backend", backend, "--loop", loop, "--nice", str(nice)],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=log or sys.stderr,
@@ -614,10 +768,11 @@ class LoadClients:
             for code, n in answer["closed"].items():
                 merged["closed"][code] = merged["closed"].get(code, 0) + n
         if latencies:
-            values = array.array("q")
-            for answer in answers:
-                values.frombytes(base64.b64decode(answer["latencies"]))
-            merged["latencies"] = values
+            for key, kind in (("latencies", "q"), ("reads", "q"), ("exact", "b")):
+                values = array.array(kind)
+                for answer in answers:
+                    values.frombytes(base64.b64decode(answer[key]))
+                merged[key] = values
         return merged
 
     def close(self):

@@ -65,8 +65,8 @@ def render(facts, params, results, extra, workers_available):
         r_bare = ratio(ours and ours[key]["rate"], bare and bare[key]["rate"])
         r_channels = ratio(ours and ours[key]["rate"], channels and channels[key]["rate"])
         if n == 1000:
-            ok = None if r_bare is None or r_channels is None else (r_bare >= 0.8 and r_channels >= 10)
-            row(f"deliveries/s, {n:,} clients", cells, r_bare, r_channels, "≥ 0.8× bare and ≥ 10× Channels", ok)
+            ok = None if r_bare is None else (r_bare >= 1.1 and (r_channels is None or r_channels >= 10))
+            row(f"deliveries/s, {n:,} clients", cells, r_bare, r_channels, "≥ 1.1× bare and ≥ 10× Channels (when run)", ok)
         else:
             row(f"deliveries/s, {n:,} clients", cells, r_bare, r_channels)
     for stat in ("p50", "p99"):
@@ -218,9 +218,17 @@ def connections_section(result, facts=None):
         runs = result[name]
         if not runs:
             continue
-        worst = max(row["last"] for row in runs)
-        spans = "; ".join(f"p50 {row['p50']:.2f} s, p99 {row['p99']:.2f} s, max {row['last']:.2f} s" for row in runs)
-        add(f"| {label}: commit → each socket's receipt | {spans} | max ≤ 2 s | {verdict(worst <= 2)} |")
+        # Judged on the sockets timed exactly: an upper bound comes from a later frame's segment,
+        # which reached the sockets read last, the ones written first (bench/loadclient.py).
+        worst = max(row["exact_last"] for row in runs)
+        spans = "; ".join(
+            f"p50 {row['p50']:.2f} s, p99 {row['p99']:.2f} s, max {row['last']:.2f} s"
+            + (f" ({row['bounded']:,} upper bounds; the others' max {row['exact_last']:.2f} s)" if row["bounded"] else "")
+            for row in runs
+        )
+        add(f"| {label}: commit → its arrival in each socket | {spans} | max ≤ 2 s (sockets timed exactly) | {verdict(worst <= 2)} |")
+        reads = "; ".join(f"p50 {row['read_p50']:.2f} s, max {row['read_last']:.2f} s" for row in runs)
+        add(f"| {label}: commit → the load clients' read (at nice {result['client_niceness']}) | {reads} | | |")
     twice = sum(row["duplicates"] for row in result["notify"] + result["announce"])
     add(f"| events a socket received twice | {twice:,} | 0 | {verdict(twice == 0)} |")
     refused = sum(result["errors"].values())
