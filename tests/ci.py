@@ -9,8 +9,12 @@ def in_ci():
     return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
 
 
-def unavailable(reason, package, tests):
-    """Skip for lack of Debian's `package`; in CI (CI=true), where `tests` must run, fail instead."""
+def unavailable(reason, package, tests, install=None):
+    """
+    Skip for lack of `package` (Debian's, installed with apt-get unless `install` says how);
+    in CI (CI=true), where `tests` must run, fail instead.
+    """
+    install = install or f"apt-get install {package}"
     if in_ci():
-        pytest.fail(f"{reason}. {tests} must run in CI: .ci/run installs {package} with apt-get.")
-    pytest.skip(f"{reason} (apt-get install {package} to run {tests.lower()})")
+        pytest.fail(f"{reason}. {tests} must run in CI: .ci/run installs {package} ({install}).")
+    pytest.skip(f"{reason} ({install} to run {tests.lower()})")

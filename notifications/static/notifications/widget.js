@@ -171,7 +171,11 @@ const toaster = {
 
   ensure() {
     if (this.container && this.container.isConnected) return this.container;
-    this.container = el("div", "ntf-toasts");
+    // A named landmark (screen readers list it, and can jump to a toast's link or its dismiss
+    // button); hidden by the stylesheet while empty. What a toast says is announced by the
+    // widget's live region, so the container is not one too (that would say it twice).
+    this.container = el("section", "ntf-toasts");
+    this.container.setAttribute("aria-label", "New notifications");
     this.container.dataset.ntfToasts = "";
     document.body.append(this.container);
     return this.container;
