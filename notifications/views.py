@@ -21,7 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
-from . import feed, redisaddress, ticketauth
+from . import feed, readstate, redisaddress, ticketauth
 from .conf import WEBSOCKET_PATH, app_settings
 from .publishing import event_payload
 from .tickets import issue_ticket
@@ -205,14 +205,12 @@ def unread_count(request):
 
 @api_view("POST")
 def mark_read(request, event_id):
-    event = feed.events_for(request.user).filter(pk=event_id).first()
-    if event is None:
+    if not readstate.mark_read(request.user, event_id):
         return json_error(404, "not_found", f"No notification {event_id} for you.")
-    feed.mark_read(request.user, event)
-    return JsonResponse({"id": event.pk, "read": True, "unread_count": feed.unread_count(request.user)})
+    return JsonResponse({"id": event_id, "read": True, "unread_count": feed.unread_count(request.user)})
 
 
 @api_view("POST")
 def mark_all_read(request):
-    feed.mark_all_read(request.user)
+    readstate.mark_all_read(request.user)
     return JsonResponse({"unread_count": feed.unread_count(request.user)})
