@@ -69,11 +69,13 @@ class Authenticator:
 def _drf_authenticator(path, cls):
     from rest_framework import exceptions
     from rest_framework.request import Request
+    from rest_framework.settings import api_settings
 
     instance = cls()
 
     def authenticate(request):
-        drf_request = Request(request)
+        # With the parsers DRF's views use: SessionAuthentication's CSRF check reads the form.
+        drf_request = Request(request, parsers=[parser() for parser in api_settings.DEFAULT_PARSER_CLASSES])
         try:
             found = instance.authenticate(drf_request)
         except exceptions.APIException as error:
@@ -91,8 +93,9 @@ def _refusal(error, www_authenticate):
         return Refused(401, "authentication_failed", detail, {"WWW-Authenticate": www_authenticate})
     if detail.startswith("CSRF Failed"):  # DRF's SessionAuthentication
         return Refused(403, "csrf_failed", detail)
-    # As DRF answers a 401 from a class with no WWW-Authenticate header: 403.
-    return Refused(403, "authentication_failed" if error.status_code == 401 else "forbidden", detail)
+    if error.status_code == 401:  # as DRF answers it from a class with no WWW-Authenticate header
+        return Refused(403, "authentication_failed", detail)
+    return Refused(error.status_code, error.default_code, detail)
 
 
 def _active(user):

@@ -9,12 +9,13 @@ Test helpers for sites: the events a block of code published, and assertions on 
 
 Like Django's `mail.outbox`, a capture records what was sent: each event whose transaction
 committed, as clients receive it (`payload`), with the routes it travels under (to whom, on
-which topics). It works in any test. In one wrapped in a transaction that never commits
-(Django's TestCase, pytest-django's `db`), the code's own transactions end but nothing commits:
-whenever the capture is looked at (and as the block ends), the on-commit callbacks registered
-since it began run as a commit would run them, as long as no transaction but the test's own is
-open (`TestCase.captureOnCommitCallbacks(execute=True)` does the same at the end of its
-block). Events are then published too (to the Redis the settings name), as they would be.
+which topics), and it is published as it would be. It works in any test. In one wrapped in a
+transaction that never commits (Django's TestCase, pytest-django's `db`), the code's own
+transactions end but nothing commits: whenever the capture is looked at (and as the block
+ends), the events whose publication waits for a commit are recorded as if it had come, as long
+as no transaction but the test's own is open; they are not sent to Redis (their rows will be
+rolled back, and their ids used again by later tests), and the site's other on-commit
+callbacks do not run.
 
 With pytest, the plugin `notifications.testing.pytest` gives the `published_events` fixture, and a
 real relay with a client that connects as a user (docs/testing.md).
@@ -23,6 +24,7 @@ real relay with a client that connects as a user (docs/testing.md).
 import json
 import threading
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -94,18 +96,20 @@ class EventCapture:
 
     def commit_pending(self):
         """
-        Run the on-commit callbacks registered since the capture began, once, if only test-case
-        transactions are open (see above): what a commit of the code's work would run now.
+        Record the publications waiting for a commit since the capture began, once, if only
+        test-case transactions are open (see above): what a commit of the code's work would publish.
         """
+        from notifications import outbox
+
         connection = connections[self._using]
         if not all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
             return
-        while len(connection.run_on_commit) > self._callbacks_seen:
-            pending = connection.run_on_commit[self._callbacks_seen :]
-            self._callbacks_seen = len(connection.run_on_commit)
-            for _savepoints, callback, _robust in pending:
-                callback()
-        self._callbacks_seen = min(self._callbacks_seen, len(connection.run_on_commit))
+        self._callbacks_seen = min(self._callbacks_seen, len(connection.run_on_commit))  # rolled-back savepoints
+        pending = connection.run_on_commit[self._callbacks_seen :]
+        self._callbacks_seen = len(connection.run_on_commit)
+        for _savepoints, callback, _robust in pending:
+            if isinstance(callback, partial) and callback.func is outbox.publish_committed:
+                self._record(outbox.not_withdrawn(*callback.args))
 
     def filter(self, *, title=None, kind=None, to=None, topic=None, actor=None, target=None, **fields):
         """
