@@ -33,7 +33,7 @@ def database_url():
     if database["ENGINE"] == "django.db.backends.sqlite3":
         name = str(database["NAME"])
         if name == ":memory:" or name.startswith("file:"):
-            raise RuntimeError("A server process cannot share an in-memory test database; see tests/redis_server.py.")
+            raise RuntimeError("A server process cannot share an in-memory test database; see notifications/testing/pytest.py.")
         return f"sqlite:///{name}"
     if database["ENGINE"] == "django.db.backends.postgresql":
         credentials = quote(database["USER"] or "", safe="")
