@@ -1,13 +1,13 @@
 """
 Live in-browser notifications for an existing Django site.
 
-    from notifications import notify, announce
+    from notifications import notify, announce, mark_read, mark_all_read
 
 The functions are loaded on first use, so importing the package does not import models
 before Django's app registry is ready.
 """
 
-__all__ = ["notify", "announce"]
+__all__ = ["notify", "announce", "mark_read", "mark_all_read"]
 
 
 def __getattr__(name):

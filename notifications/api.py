@@ -1,13 +1,17 @@
 """
-The Python API host applications call: notify() and announce().
+The Python API host applications call: notify() and announce(), mark_read() and mark_all_read().
 
-Both store the event now and publish it when the surrounding transaction commits (at once in
-autocommit mode), so a rolled-back transaction sends nothing.
+notify() and announce() store the event now and publish it when the surrounding transaction
+commits (at once in autocommit mode), so a rolled-back transaction sends nothing. Marking read
+tells the user's open sockets the same way (readstate.py).
 """
 
 from .events import create_inbox_event, split_recipients
 from .links import checked_url
 from .models import Audience, Event, Kind
+from .readstate import mark_all_read, mark_read
+
+__all__ = ["notify", "announce", "mark_read", "mark_all_read"]
 
 
 def notify(recipients, title, body="", url="", kind=Kind.NOTIFICATION, data=None, actor=None, target=None):

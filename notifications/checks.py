@@ -9,10 +9,11 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.template import engines
 from django.template.backends.django import DjangoTemplates
 
-from . import redisaddress, redisconf
+from . import redisaddress, redisconf, ticketauth
 from .conf import app_settings
 
 WIDGET_SCRIPT = "notifications/widget.js"
@@ -203,3 +204,54 @@ def check_widget(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@register(Tags.security)
+def check_ticket_authentication(app_configs, **kwargs):
+    """NOTIFICATIONS_TICKET_AUTHENTICATION names what can authenticate a request (ticketauth.py)."""
+    errors = []
+    try:
+        authenticators = ticketauth.authenticators()
+    except ImproperlyConfigured as error:
+        authenticators = []
+        errors.append(
+            Error(
+                str(error),
+                hint="List dotted paths of Django REST framework authentication classes (e.g. "
+                "'rest_framework.authentication.TokenAuthentication', with djangorestframework installed) or of "
+                "callables taking the request and returning a user or None; the default is "
+                "['notifications.ticketauth.session_user'].",
+                id="notifications.E011",
+            )
+        )
+    for authenticator in authenticators:
+        if _needs_authtoken(authenticator.target):
+            errors.append(
+                Error(
+                    f"{ticketauth.SETTING}: {authenticator.path!r} keeps its tokens in rest_framework.authtoken, "
+                    "which is not installed.",
+                    hint="Add 'rest_framework.authtoken' to INSTALLED_APPS (then migrate).",
+                    id="notifications.E012",
+                )
+            )
+    age = app_settings.NOTIFICATIONS_API_SESSION_AGE
+    if isinstance(age, bool) or not isinstance(age, int) or age <= 0:
+        errors.append(
+            Error(
+                f"NOTIFICATIONS_API_SESSION_AGE must be a whole number of seconds above 0, not {age!r}.",
+                hint="It is how long a socket opened with an API token's ticket stays open (default 3600).",
+                id="notifications.E013",
+            )
+        )
+    return errors
+
+
+def _needs_authtoken(target):
+    """A DRF TokenAuthentication keeping DRF's own Token model, without its app."""
+    if not isinstance(target, type) or apps.is_installed("rest_framework.authtoken"):
+        return False
+    try:
+        from rest_framework.authentication import TokenAuthentication
+    except ImportError:
+        return False
+    return issubclass(target, TokenAuthentication) and target.model is None

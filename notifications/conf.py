@@ -28,6 +28,12 @@ DEFAULTS = {
     "NOTIFICATIONS_TRACK_MODELS": [],
     # Lifetime of a WebSocket ticket, in seconds.
     "NOTIFICATIONS_TICKET_MAX_AGE": 60,
+    # Who may ask for a ticket (notifications.ticketauth): dotted paths of Django REST framework
+    # authentication classes or of callables `request -> user or None`, tried in order.
+    "NOTIFICATIONS_TICKET_AUTHENTICATION": ["notifications.ticketauth.session_user"],
+    # Seconds the session opened for a ticket asked with an API token lasts: its sockets are
+    # closed (4003) after that, and the client asks for a new ticket with its token.
+    "NOTIFICATIONS_API_SESSION_AGE": 3600,
     # ws:// or wss:// URL browsers use to reach the relay; empty: derived from the request host.
     "WSSERVER_PUBLIC_URL": "",
     # Port the derived WSSERVER_PUBLIC_URL points at (runwsserver's default port).

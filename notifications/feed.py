@@ -105,15 +105,31 @@ def unread_count(user):
     return unread(user).count()
 
 
-def mark_read(user, event):
-    Receipt.objects.get_or_create(user=user, event=event)
+def unread_state(user):
+    """
+    (unread count, latest): the count, and the id up to which it accounts for every event of the
+    feed (None when the feed is empty and nothing was ever marked). Both come from one
+    statement, so an event committed in between is in neither: an event with a higher id was
+    not counted, one with a lower id was (or is read). Unread events lie above the read marker,
+    so only that range is looked at.
+    """
+    marker = read_through(user)
+    above = events_for(user).filter(pk__gt=marker).aggregate(latest=Max("pk"), unread=Count("pk", filter=~Q(_receipt(user))))
+    return above["unread"], above["latest"] or marker or None
+
+
+def mark_read(user, event_ids):
+    """Receipts for these events (ids of the user's feed), those already there kept."""
+    Receipt.objects.bulk_create([Receipt(user=user, event_id=pk) for pk in event_ids], ignore_conflicts=True)
 
 
 def mark_all_read(user):
     """
-    Move the user's marker to the newest event; the receipts it now covers are dropped.
-    (An event that commits later with a lower id, possible on PostgreSQL, counts as read.)
+    Move the user's marker to the newest event, and return its id; the receipts it now covers
+    are dropped. (An event that commits later with a lower id, possible on PostgreSQL, counts as
+    read.)
     """
     newest = Event.objects.aggregate(newest=Max("pk"))["newest"] or 0
     ReadMarker.objects.update_or_create(user=user, defaults={"read_through": newest})
     Receipt.objects.filter(user=user, event_id__lte=newest).delete()
+    return newest

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from datetime import timedelta
+from functools import partial
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
@@ -57,11 +58,20 @@ def publish_on_commit(events_and_routes, using=None):
         messages = [message(event, routes) for event, routes in events_and_routes]
         for each in messages:
             each.event.publication = PENDING
-        transaction.on_commit(lambda: publish_in_order(_to_send(messages)), using=using)
+        transaction.on_commit(partial(publish_committed, messages), using=using)
+
+
+def publish_committed(messages):
+    """What runs when their transaction commits (a partial, so notifications.testing can tell it apart)."""
+    return publish_in_order(_to_send(messages))
+
+
+def not_withdrawn(messages):
+    return [each for each in messages if each.event.publication != WITHDRAWN]
 
 
 def _to_send(messages):
-    kept = [each for each in messages if each.event.publication != WITHDRAWN]
+    kept = not_withdrawn(messages)
     for each in kept:
         each.event.publication = SENT
     return kept

@@ -6,7 +6,8 @@ Threat model and defences:
 - A ticket is short-lived (NOTIFICATIONS_TICKET_MAX_AGE, 60 s) and signed with SECRET_KEY under
   its own salt, so one cannot be forged, altered, or confused with another signed value.
 - It is bound to the session that asked for it, not only to the user: logging out ends the
-  session and with it every ticket issued to it. The session key itself never leaves the server
+  session and with it every ticket issued to it. (A request authenticated otherwise, by an API
+  token, gets a short session of its own: ticketauth.py.) The session key itself never leaves the server
   (it would make the HttpOnly session cookie readable by scripts): the ticket carries a random
   nonce, and Redis maps the nonce to the session key for the ticket's lifetime.
 - It is bound to the session auth hash: a password change kills it even when Django keeps the
@@ -33,16 +34,14 @@ def _auth_hash_digest(user):
     return salted_hmac(SALT, user.get_session_auth_hash(), algorithm="sha256").hexdigest()
 
 
-def issue_ticket(request):
-    """A ticket for the user logged in on `request` (which must have a saved session)."""
-    if request.session.session_key is None:
-        request.session.save()
+def issue_ticket(user, session_key):
+    """A ticket for `user`, bound to the saved session `session_key` that logs them in (ticketauth.session_key_for)."""
     nonce = secrets.token_urlsafe(18)
     max_age = app_settings.NOTIFICATIONS_TICKET_MAX_AGE
     pipe = redisconf.connection().pipeline(transaction=False)
-    pipe.set(REDIS_KEY_PREFIX + nonce, request.session.session_key, ex=max_age)
+    pipe.set(REDIS_KEY_PREFIX + nonce, session_key, ex=max_age)
     execute_with_card(pipe)
-    claims = {"u": str(request.user.pk), "n": nonce, "h": _auth_hash_digest(request.user)}
+    claims = {"u": str(user.pk), "n": nonce, "h": _auth_hash_digest(user)}
     return signing.dumps(claims, salt=SALT, compress=False)
 
 

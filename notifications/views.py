@@ -1,5 +1,6 @@
 """
-HTTP endpoints of the notifications app: JSON in, JSON out, session authentication.
+HTTP endpoints of the notifications app: JSON in, JSON out, session authentication (the
+ticket endpoint: the site's choice, see ticketauth.py).
 
 Every answer is JSON, errors included, so the widget never has to parse an HTML error page:
 401 when not logged in, 400 for bad parameters, 403 for a failed CSRF check, 404 for an event
@@ -20,7 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
-from . import feed, redisaddress
+from . import feed, readstate, redisaddress, ticketauth
 from .conf import WEBSOCKET_PATH, app_settings
 from .publishing import event_payload
 from .tickets import issue_ticket
@@ -73,11 +74,11 @@ class JsonCsrfViewMiddleware(CsrfViewMiddleware):
         return json_error(403, "csrf_failed", f"CSRF check failed: {reason}")
 
 
-def api_view(*methods):
+def json_endpoint(*methods):
     """
-    A JSON endpoint: allowed methods, a logged-in user, Django's CSRF check, never cached, and a
-    503 while a backend is down. The user is looked up here (request.user is lazy, and its
-    session may live in the database), so an outage met there is answered like one in the view.
+    Allowed methods, never cached, and a 503 while a backend is down. CSRF is the view's to
+    check (csrf_exempt here): api_view checks it for every request, ws_ticket for those its
+    authentication asks it for.
     """
 
     def decorator(view):
@@ -86,15 +87,39 @@ def api_view(*methods):
             if request.method not in methods:
                 return json_error(405, "method_not_allowed", f"Use {' or '.join(methods)}.", Allow=", ".join(methods))
             try:
-                if not request.user.is_authenticated:
-                    return json_error(401, "not_authenticated", "Log in first.")
                 return view(request, *args, **kwargs)
             except REDIS_ERRORS + DATABASE_ERRORS as error:
                 return unavailable(request, error)
 
-        return csrf_exempt(never_cache(decorator_from_middleware(JsonCsrfViewMiddleware)(wrapper)))
+        return csrf_exempt(never_cache(wrapper))
 
     return decorator
+
+
+def api_view(*methods):
+    """
+    A JSON endpoint for the logged-in user (session authentication) with Django's CSRF check.
+    The user is looked up inside json_endpoint (request.user is lazy, and its session may live
+    in the database), so an outage met there is answered like one in the view.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def logged_in(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return json_error(401, "not_authenticated", "Log in first.")
+            return view(request, *args, **kwargs)
+
+        return json_endpoint(*methods)(decorator_from_middleware(JsonCsrfViewMiddleware)(logged_in))
+
+    return decorator
+
+
+def csrf_rejection(request):
+    """Django's CSRF check on this request, as the middleware would run it: the JSON 403, or None."""
+    check = JsonCsrfViewMiddleware(lambda request: None)
+    check.process_request(request)
+    return check.process_view(request, None, (), {})
 
 
 class BadParameter(ValueError):
@@ -124,11 +149,27 @@ def public_ws_url(request):
     return f"{scheme}://{domain}:{app_settings.WSSERVER_PORT}{WEBSOCKET_PATH}"
 
 
-@api_view("GET")
+@json_endpoint("GET", "POST")
 def ws_ticket(request):
+    """
+    A ticket for whoever NOTIFICATIONS_TICKET_AUTHENTICATION says the request comes from
+    (ticketauth.py): GET as the widget asks, POST as an API client does (CSRF checked when the
+    authentication was a cookie's).
+    """
+    try:
+        found = ticketauth.authenticate(request)
+    except ticketauth.Refused as refusal:
+        return json_error(refusal.status, refusal.code, str(refusal), **refusal.headers)
+    if found is None:
+        return json_error(401, "not_authenticated", "Log in first, or send the credentials of the site's API.")
+    user, authenticator = found
+    if authenticator.csrf_checked_here and request.method in ticketauth.UNSAFE_METHODS:
+        rejection = csrf_rejection(request)
+        if rejection is not None:
+            return rejection
     return JsonResponse(
         {
-            "ticket": issue_ticket(request),
+            "ticket": issue_ticket(user, ticketauth.session_key_for(request, user)),
             "url": public_ws_url(request),
             "expires_in": app_settings.NOTIFICATIONS_TICKET_MAX_AGE,
         }
@@ -164,14 +205,12 @@ def unread_count(request):
 
 @api_view("POST")
 def mark_read(request, event_id):
-    event = feed.events_for(request.user).filter(pk=event_id).first()
-    if event is None:
+    if not readstate.mark_read(request.user, event_id):
         return json_error(404, "not_found", f"No notification {event_id} for you.")
-    feed.mark_read(request.user, event)
-    return JsonResponse({"id": event.pk, "read": True, "unread_count": feed.unread_count(request.user)})
+    return JsonResponse({"id": event_id, "read": True, "unread_count": feed.unread_count(request.user)})
 
 
 @api_view("POST")
 def mark_all_read(request):
-    feed.mark_all_read(request.user)
+    readstate.mark_all_read(request.user)
     return JsonResponse({"unread_count": feed.unread_count(request.user)})

@@ -53,6 +53,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # The demo's API authenticates with tokens too (POST /api/token/): the ticket endpoint accepts
+    # them (NOTIFICATIONS_TICKET_AUTHENTICATION below), as a mobile app needs.
+    "rest_framework",
+    "rest_framework.authtoken",
 ]
 
 MIDDLEWARE = [
@@ -157,6 +161,12 @@ WSSERVER_ALLOWED_ORIGINS = env_list("WSSERVER_ALLOWED_ORIGINS")
 WSSERVER_METRICS_ADDRESS = os.environ.get("WSSERVER_METRICS_ADDRESS") or None
 # permessage-deflate with the clients that offer it (docs/performance.md says when it pays).
 WSSERVER_COMPRESSION = env_bool("WSSERVER_COMPRESSION", False)
+# Who may ask for a WebSocket ticket: an API token (Authorization: Token <key>, from POST
+# /api/token/), else the session of a logged-in page.
+NOTIFICATIONS_TICKET_AUTHENTICATION = [
+    "rest_framework.authentication.TokenAuthentication",
+    "notifications.ticketauth.session_user",
+]
 
 LOGGING = {
     "version": 1,

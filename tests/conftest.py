@@ -1,8 +1,8 @@
 """
 Shared fixtures: relay processes, WebSocket clients, and the Redis stream the app publishes to.
 
-The real services come from tests/redis_server.py (Redis, test database file) and
-tests/relay.py (runwsserver subprocesses).
+The real services come from tests/redis_server.py (Redis), notifications.testing.pytest (the test
+database in a file) and tests/relay.py (runwsserver subprocesses).
 """
 
 import json

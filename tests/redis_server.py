@@ -9,9 +9,11 @@ plugin's tryfirst hook runs before pytest-django's and:
 - starts a real redis-server on a unix socket in a temporary directory (notifications.devredis,
   the same launcher as the dev commands) unless REDIS_URL is already set, and exports its URL;
 - points DATABASE_URL at a throwaway SQLite file unless it is set, so the repo's db.sqlite3 is
-  never opened;
-- puts the SQLite *test* database in a file of that directory (pytest_configure), so relay
-  subprocesses can open the very database the tests write to.
+  never opened.
+
+The SQLite *test* database goes in a file, so relay subprocesses can open the very database the
+tests write to: the plugin notifications.testing.pytest does that (pytest.ini enables it), as for
+any site.
 
 With DATABASE_URL=postgres://... and/or REDIS_URL set, those servers are used instead.
 """
@@ -76,17 +78,6 @@ def pytest_load_initial_conftests(early_config, parser, args):
         os.environ["REDIS_URL"] = devredis.url(redis_dir)
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = f"sqlite:///{_state['dir'] / 'unused-main.sqlite3'}"
-
-
-def pytest_configure(config):
-    from django.conf import settings
-
-    if not settings.configured:
-        return
-    database = settings.DATABASES["default"]
-    if database["ENGINE"] == "django.db.backends.sqlite3":
-        # A file, not ":memory:": the relay subprocesses open it too (DATABASE_URL=sqlite:///...).
-        database.setdefault("TEST", {})["NAME"] = str(_state["dir"] / "test.sqlite3")
 
 
 def pytest_unconfigure(config):

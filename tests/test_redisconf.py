@@ -9,7 +9,7 @@ import re
 
 import pytest
 from django.conf import settings
-from django.test import RequestFactory, override_settings
+from django.test import override_settings
 from redis.crc import key_slot
 
 from notifications import notify, redisaddress, redisconf
@@ -54,11 +54,9 @@ def test_events_and_tickets_travel_through_each_choice(choice, stream):
     assert [(each["id"], each["title"]) for each in stream.new_events()] == [(event.pk, f"through {choice}")]
     assert redisconf.url() == URL and check_redis(None) == []
 
-    request = RequestFactory().get("/")
-    request.user = user
-    request.session = login(user).client.session
-    checked, session_key = check_ticket(issue_ticket(request))
-    assert checked.user == user and session_key == request.session.session_key
+    session_key = login(user).session_key
+    checked, bound_to = check_ticket(issue_ticket(user, session_key))
+    assert checked.user == user and bound_to == session_key
 
 
 @pytest.mark.parametrize(

@@ -1,79 +1,15 @@
 """
-Real WebSocket clients (the `websockets` library) with JSON helpers; every wait is bounded.
-
-Proving that something does *not* arrive: a test makes the forbidden event happen, then a
-control event the client *is* entitled to, and asserts the control is the next frame. Redis
-stream order is delivery order, so a forbidden event delivered at all would have come first.
+Real WebSocket clients for the suite: notifications.testing.client's WSClient (what a site's
+tests use too), opened with a cookie, a ticket or raw, and all closed at the end of a test.
 """
 
-import asyncio
-import json
-
-import pytest
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-RECV_TIMEOUT = 5.0
-OPEN_TIMEOUT = 5.0
+from notifications.testing.client import RECV_TIMEOUT, WSClient, open_connection
+
+__all__ = ["RECV_TIMEOUT", "WSClient", "WSClients"]
+
 ALLOWED_ORIGIN = "http://localhost"  # the relay runs with DEBUG and no ALLOWED_HOSTS (tests/relay.py)
-
-
-class WSClient:
-    def __init__(self, connection):
-        self.connection = connection
-
-    async def send(self, message):
-        """Send a dict as JSON text; str and bytes go as they are (text and binary frames)."""
-        if isinstance(message, dict):
-            message = json.dumps(message)
-        await self.connection.send(message)
-
-    async def recv(self, timeout=RECV_TIMEOUT):
-        """The next frame, parsed; fails the test after `timeout` seconds."""
-        try:
-            frame = await asyncio.wait_for(self.connection.recv(), timeout)
-        except TimeoutError:
-            pytest.fail(f"No frame received within {timeout} s.")
-        assert isinstance(frame, str), f"Expected a text frame, got {frame!r}"
-        return json.loads(frame)
-
-    async def expect(self, frame_type, timeout=RECV_TIMEOUT):
-        frame = await self.recv(timeout)
-        assert frame["type"] == frame_type, f"Expected a {frame_type!r} frame, got {frame}"
-        return frame
-
-    async def expect_event(self, title=None, timeout=RECV_TIMEOUT):
-        """The next frame, which must be an event (titled `title`, if given)."""
-        frame = await self.expect("event", timeout)
-        if title is not None:
-            assert frame["event"]["title"] == title, f"Expected the event {title!r} next, got {frame}"
-        return frame
-
-    async def subscribe(self, topics, ref=None):
-        """Subscribe and expect the `subscribed` answer listing every topic."""
-        message = {"type": "subscribe", "topics": list(topics)}
-        if ref is not None:
-            message["ref"] = ref
-        await self.send(message)
-        frame = await self.expect("subscribed")
-        assert frame["topics"] == list(topics)
-        assert frame.get("ref") == ref
-        return frame
-
-    async def expect_close(self, code, timeout=RECV_TIMEOUT):
-        """The server closes the connection with `code` before sending any other frame."""
-        try:
-            frame = await asyncio.wait_for(self.connection.recv(), timeout)
-        except TimeoutError:
-            pytest.fail(f"The connection was not closed within {timeout} s.")
-        except ConnectionClosed as closed:
-            assert closed.rcvd is not None, f"No close frame received: {closed}"
-            assert closed.rcvd.code == code, f"Expected close code {code}, got {closed.rcvd.code} ({closed.rcvd.reason!r})"
-            return closed.rcvd
-        pytest.fail(f"Expected the connection to close with {code}, got the frame {frame!r}")
-
-    async def close(self):
-        await asyncio.wait_for(self.connection.close(), RECV_TIMEOUT)
 
 
 class WSClients:
@@ -94,11 +30,7 @@ class WSClients:
             all_headers["Cookie"] = f"{settings.SESSION_COOKIE_NAME}={cookie}"
         if origin is not None:
             all_headers["Origin"] = origin
-        connection = await connect(
-            f"ws://{relay.host}:{relay.port}{path}", additional_headers=all_headers, open_timeout=OPEN_TIMEOUT, close_timeout=2,
-            compression=compression,
-        )
-        client = WSClient(connection)
+        client = await open_connection(f"ws://{relay.host}:{relay.port}{path}", all_headers, compression)
         self.opened.append(client)
         return client
 

@@ -61,7 +61,7 @@ class Hold:
 class HeldFrame:
     """A frame waiting for a held connection, with what it takes to show it under another topic."""
 
-    position: int
+    position: int | None  # None: no event (a read frame), which no replay covers
     topic: str
     frame: str
     routes: tuple  # all of the event's routes, most specific first
@@ -183,6 +183,26 @@ class Hub:
                 return recipients - held
         return recipients
 
+    def send_unreplayed(self, route, frame):
+        """
+        Send a frame that is no event (notifications.readstate's `read`) to every follower of
+        `route`, now. It has no cursor and no replay carries it: a held connection gets it in
+        order among its held frames, whatever its replay covered (and not at all if it stops
+        following the route meanwhile).
+        """
+        followers = self._followers.get(route)
+        if not followers or not frame:
+            return
+        recipients = set(followers)
+        held = recipients & self._held.keys() if self._held else ()
+        if held:
+            kept = HeldFrame(None, topic_of_route(route), frame, (route,), "", "")
+            for connection in held:
+                self._held[connection].keep(kept)
+            recipients -= held
+        fanout.send(recipients, frame)
+        self.broadcasts += 1
+
     def hold(self, connection, reason):
         """Keep this connection's live frames until released for every reason; the cursor it has reached."""
         self._held.setdefault(connection, Hold()).reasons.add(reason)
@@ -205,7 +225,7 @@ class Hub:
         del self._held[connection]
         writes = fanout.Writes()
         for held in hold.frames:
-            if held.position > hold.after:
+            if held.position is None or held.position > hold.after:
                 writes.send([connection], held.frame)
         writes.flush()
         self.broadcasts += 1

@@ -21,6 +21,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from notifications.conf import app_settings
+from notifications.readstate import FIELD as READ
 from notifications.redisaddress import REDIS_ERRORS
 from notifications.topics import group_route, user_route
 
@@ -118,8 +119,13 @@ class Relay:
         """
         A control message (notifications.revocation): re-check the connections it names, found in
         the hub as the followers of the user's or the group's inbox route (every inbox follows
-        its user's route), so the relay keeps no other index of them by user.
+        its user's route), so the relay keeps no other index of them by user. A `read` message
+        (notifications.readstate) carries a frame for the user's connections and changes no
+        access: it is written to them, and not kept in the ControlLog.
         """
+        if READ in fields:
+            self.hub.send_unreplayed(user_route(fields[READ]), fields.get("frame", ""))
+            return
         self.controls.add(fields)
         if "user" in fields:
             route = user_route(fields["user"])
