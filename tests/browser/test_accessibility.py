@@ -10,7 +10,7 @@ from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
-from notifications import feed, notify
+from notifications import mark_read, notify
 
 from ..factories import make_user
 from . import axe
@@ -32,7 +32,7 @@ DJANGO_CHANGE_FORM = ["p.datetime input", ".help-tooltip.search-label-icon"]
 
 def with_notifications(user):
     """A read one and an unread one, one a link and one not: every kind of item the list shows."""
-    feed.mark_read(user, notify(user, "Backup finished", body="Nothing to do."))
+    mark_read(user, notify(user, "Backup finished", body="Nothing to do."))
     notify(user, "Your export is ready", body="users.csv, 2 MB", url="/admin/")
     return user
 
