@@ -14,6 +14,7 @@ import json
 import re
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from notifications import notify
@@ -40,7 +41,12 @@ new MutationObserver((changes) => {
 
 
 def wait_for_events(tab, count):
-    tab.page.wait_for_function("(count) => window.__ntfEvents.length >= count", arg=count, timeout=EVENT_TIMEOUT)
+    try:
+        tab.page.wait_for_function("(count) => window.__ntfEvents.length >= count", arg=count, timeout=EVENT_TIMEOUT)
+    except PlaywrightError:
+        state = tab.root.get_attribute("data-state")
+        frames = [(socket["sent"], [frame.get("event", {}).get("title", frame["type"]) for frame in socket["received"]]) for socket in tab.sockets]
+        raise AssertionError(f"{count} events expected, the tab ({state}) has {tab.events()}; its sockets: {frames}") from None
 
 
 def toasts(tab):

@@ -35,6 +35,7 @@ export class Leader {
     this.followed = new Set(); // topics the current socket was asked to follow
     this.nextRef = 1;
     this.stopping = false;
+    this.welcomeRef = null; // the subscription sent on the last welcome
     this.connection = new Connection(options, {
       frame: (frame) => this.onFrame(frame),
       state: (state, detail) => this.onState(state, detail),
@@ -103,13 +104,27 @@ export class Leader {
     }
   }
 
-  /** Send a subscribe/unsubscribe and a ping after it: its pong closes the answers to it. */
-  request(type, topics, waiters) {
+  /**
+   * Send a subscribe/unsubscribe and a ping after it: its pong closes the answers to it. The
+   * subscription sent on `welcome` goes without: a ping there would start live delivery before
+   * `resume` (the relay holds live events until any command but `subscribe`), and the
+   * connection's own ping after `resume` closes it (complete()).
+   */
+  request(type, topics, waiters, { ping = true } = {}) {
     topics.forEach((topic) => (type === "subscribe" ? this.followed.add(topic) : this.followed.delete(topic)));
     const ref = `${type}-${this.nextRef++}`;
     this.routes.set(ref, { waiters, topics: new Set(), errors: [] });
     this.connection.send({ type, topics, ref });
-    this.connection.send({ type: "ping", ref });
+    if (ping) this.connection.send({ type: "ping", ref });
+    return ref;
+  }
+
+  /** The answers to request `ref` are all in: tell the tabs that asked. */
+  complete(ref) {
+    const route = this.routes.get(ref);
+    if (!route) return;
+    this.routes.delete(ref);
+    route.waiters.forEach((waiter) => this.reply(waiter, { topics: [...route.topics], errors: route.errors }));
   }
 
   reply(waiter, result) {
@@ -130,14 +145,13 @@ export class Leader {
       const waiters = [...this.welcomeWaiters, ...[...this.routes.values()].flatMap((route) => route.waiters)];
       this.welcomeWaiters = [];
       this.routes.clear();
-      if (topics.size) this.request("subscribe", [...topics], waiters);
+      if (topics.size) this.welcomeRef = this.request("subscribe", [...topics], waiters, { ping: false });
       else waiters.forEach((waiter) => this.reply(waiter, { topics: [], errors: [] }));
     }
     const route = typeof frame.ref === "string" ? this.routes.get(frame.ref) : undefined;
     if (route) {
       if (frame.type === "pong") {
-        this.routes.delete(frame.ref);
-        route.waiters.forEach((waiter) => this.reply(waiter, { topics: [...route.topics], errors: route.errors }));
+        this.complete(frame.ref);
         return;
       }
       if (frame.type === "error") route.errors.push({ code: frame.code, message: frame.message });
@@ -170,6 +184,7 @@ export class Leader {
 
   onState(state, detail) {
     if (this.stopping) return;
+    if (state === "connected") this.complete(this.welcomeRef);
     this.client.applyState(state, detail);
     this.post({ kind: "state", state, detail, cursor: this.client.cursor, user: this.client.user });
   }
