@@ -1,13 +1,11 @@
 """
 The headless client (notifications/static/notifications/client.js) as docs/client.md shows it:
-the plain JavaScript example and the React hook, each run as it is in a page of the site's
-origin (served by the test), against the real servers.
+the plain JavaScript example and the React hook, each run as it is in a page of the site
+(tests/browser/examples_urls.py), against the real servers.
 
 React comes from npm (tests/browser/package.json, installed by .ci/run with `npm ci`), served
-by the test with an import map: no CDN, no build step.
+by the site under test with an import map: no CDN, no build step.
 """
-
-from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import expect
@@ -16,66 +14,22 @@ from notifications import notify
 
 from .. import ci
 from ..factories import make_user
-from ..relay import BASE_DIR
+from .examples_urls import EXAMPLES, REACT, REACT_DOM
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EXAMPLES = BASE_DIR / "docs" / "examples"
-GUIDE = BASE_DIR / "docs" / "client.md"
-NODE_MODULES = BASE_DIR / "tests" / "browser" / "node_modules"
-
-PLAIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>The plain client</title></head>
-<body><p>State: <span id="state">disconnected</span> · Unread: <span id="unread">0</span></p>
-<ul id="events"></ul>
-<script type="module" src="/examples/plain.js"></script></body></html>"""
-
-REACT_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>The React hook</title>
-<script src="/examples/vendor/react.js"></script>
-<script src="/examples/vendor/react-dom.js"></script>
-<script type="importmap">{"imports": {"react": "/examples/vendor/react.mjs", "react-dom/client": "/examples/vendor/react-dom-client.mjs"}}</script>
-</head><body><div id="app"></div>
-<script type="module" src="/examples/react-bell.js"></script></body></html>"""
-
-# React 18's UMD builds define window.React and window.ReactDOM; these modules re-export them
-# under the names the examples import.
-VENDOR = {
-    "vendor/react.js": NODE_MODULES / "react" / "umd" / "react.production.min.js",
-    "vendor/react-dom.js": NODE_MODULES / "react-dom" / "umd" / "react-dom.production.min.js",
-}
-SHIMS = {
-    "vendor/react.mjs": "const React = window.React;\nexport default React;\n"
-    "export const { createElement, useEffect, useState, useRef, useSyncExternalStore } = React;\n",
-    "vendor/react-dom-client.mjs": "export const { createRoot, hydrateRoot } = window.ReactDOM;\n",
-}
+GUIDE = EXAMPLES.parent / "client.md"
 
 
-def serve_examples(context, pages):
-    """Answer /examples/... on the site's origin: `pages`, docs/examples/*.js and React."""
-
-    def handle(route):
-        name = urlparse(route.request.url).path.removeprefix("/examples/")
-        if name in pages:
-            route.fulfill(body=pages[name], content_type="text/html")
-        elif name in SHIMS:
-            route.fulfill(body=SHIMS[name], content_type="text/javascript")
-        elif name in VENDOR:
-            route.fulfill(path=VENDOR[name], content_type="text/javascript")
-        elif "/" not in name and (EXAMPLES / name).is_file():
-            route.fulfill(path=EXAMPLES / name, content_type="text/javascript")
-        else:
-            route.fulfill(status=404, body="not found")
-
-    context.route("**/examples/**", handle)
+@pytest.fixture
+def examples_site(start_site, relay):
+    """Django with /examples/ (tests/browser/examples_urls.py), connected to the session's relay."""
+    return start_site(relay, settings_module="tests.settings_examples")
 
 
-def open_example(browsers, user, page_name, html):
-    """A tab of `user` on the site (its widget live), then on the example's page."""
-    tab = browsers.open(user, "/")
-    serve_examples(tab.page.context, {page_name: html})
-    tab.page.goto(f"/examples/{page_name}")
-    return tab
+def open_example(browsers_on, site, user, name):
+    """A tab of `user` on the example page `name`."""
+    return browsers_on(site).open(user, f"/examples/{name}.html", wait_live=False)
 
 
 def test_the_guide_shows_the_examples_that_the_tests_run():
@@ -84,10 +38,10 @@ def test_the_guide_shows_the_examples_that_the_tests_run():
         assert (EXAMPLES / name).read_text().strip() in guide, f"docs/client.md does not show docs/examples/{name} as it is"
 
 
-def test_the_plain_javascript_example(browsers):
+def test_the_plain_javascript_example(examples_site, browsers_on):
     user = make_user("plain", staff=True, perms=["auth.view_user"])
     notify(user, "Already there")
-    tab = open_example(browsers, user, "plain.html", PLAIN_PAGE)
+    tab = open_example(browsers_on, examples_site, user, "plain")
     page = tab.page
     expect(page.locator("#state")).to_have_text("connected")
     expect(page.locator("#unread")).to_have_text("1")
@@ -137,7 +91,7 @@ def test_the_plain_javascript_example(browsers):
 
 
 def react_installed():
-    missing = [str(path) for path in VENDOR.values() if not path.is_file()]
+    missing = [str(path) for path in (REACT, REACT_DOM) if not path.is_file()]
     if not missing:
         return
     reason = f"React is not installed for the browser tests ({missing[0]} is missing; npm ci --prefix tests/browser)"
@@ -146,11 +100,11 @@ def react_installed():
     pytest.skip(reason)
 
 
-def test_the_react_hook_example(browsers):
+def test_the_react_hook_example(examples_site, browsers_on):
     react_installed()
     user = make_user("reactive")
     notify(user, "Already there")
-    tab = open_example(browsers, user, "react.html", REACT_PAGE)
+    tab = open_example(browsers_on, examples_site, user, "react")
     page = tab.page
     expect(page.locator("#state")).to_have_text("connected")
     expect(page.locator("#unread")).to_have_text("1")
