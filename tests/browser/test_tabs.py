@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 from notifications import notify
 
-from ..factories import make_user
+from ..factories import login, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -168,3 +168,38 @@ def test_a_read_frame_reaches_every_tab_and_sets_badges_and_lists(browsers):
         wait_for_events(tab, 2)
         assert tab.events() == ["Counted already", "Counted now"]
         tab.expect_unread(2)
+
+
+# Marking read anywhere reaches every tab and device of the user within a second; bounded a little
+# more generously here, for a busy machine.
+READ_TIMEOUT = 2_000
+
+
+def test_marking_read_in_one_tab_or_over_http_updates_every_tab_and_browser(browsers):
+    """The server's read frames end to end: two tabs of one browser, a second browser, the HTTP API."""
+    user = make_user("everywhere")
+    ids = [notify(user, f"Item {number}").pk for number in range(4)]
+    laptop = browsers.open(user, "/")
+    laptop_tab = browsers.new_page(laptop, "/")
+    phone = browsers.open(user, "/")  # another browser context: its own socket
+    everywhere = (laptop, laptop_tab, phone)
+    for tab in everywhere:
+        tab.wait_live()
+        tab.expect_unread(4)
+
+    laptop.open()
+    laptop.root.locator(f'[data-event-id="{ids[0]}"]').get_by_role("button", name="Mark as read").click()
+    for tab in everywhere:
+        tab.expect_unread(3, timeout=READ_TIMEOUT)
+        expect(tab.root.locator(f'[data-event-id="{ids[0]}"]')).not_to_have_class(re.compile(r"\bntf-unread\b"))
+        expect(tab.root.locator(".ntf-unread")).to_have_count(3)
+
+    response = login(user).client.post("/notifications/api/read-all/")
+    assert response.status_code == 200, response.content
+    for tab in everywhere:
+        tab.expect_unread(0, timeout=READ_TIMEOUT)
+        expect(tab.root.locator(".ntf-unread")).to_have_count(0)
+
+    notify(user, "After reading")
+    for tab in everywhere:
+        tab.expect_unread(1)
