@@ -154,6 +154,21 @@ async def test_resume_on_another_relay_with_a_subscription(relay, relay_factory,
     await expect_titles(client, ["missed-inbox", "missed-inbox-2"])
 
 
+async def test_a_ticket_sent_on_a_socket_the_cookie_authenticated_leaves_the_resume_its_place(relay, ws_clients):
+    """
+    The widget sends its ticket first whatever the cookie did; answered "Already authenticated."
+    that `auth` must not start live delivery, or the `resume` after it would only get `resync`.
+    """
+    user, session, cursor = await seen_one_event_then_left(ws_clients, relay)
+    await call(notify, user, "missed")
+    client, _ = await ws_clients.with_cookie(relay, session)
+    await client.send({"type": "auth", "token": "not-needed"})
+    assert (await client.expect("error"))["message"] == "Already authenticated."
+    await call(notify, user, "live")  # held until the resume
+    await client.send({"type": "resume", "cursor": cursor})
+    await expect_titles(client, ["missed", "live"])
+
+
 @needs_own_redis
 async def test_resume_after_redis_lost_all_its_data(relay, ws_clients, redis_restarts):
     """The part of the range Redis no longer has is replayed from the database, in order."""

@@ -30,6 +30,8 @@ SHIPPED_FILES = {
     "notifications/templates/notifications/widget.html",
     "notifications/templates/admin/base_site.html",
     "notifications/static/notifications/widget.js",
+    "notifications/static/notifications/client.js",
+    "notifications/static/notifications/client.d.ts",
     "notifications/static/notifications/widget.css",
     "notifications/migrations/0001_initial.py",
     "notifications/templatetags/notifications.py",

@@ -17,7 +17,7 @@ computed again: no grant decided before a revocation the relay has received is e
 
 Resuming keeps the connection's sequence exact: from `welcome`, live events are held until the
 client resumes (the replay goes first, then what was held, less what the replay covered), or
-sends any other command than `subscribe`, or WSSERVER_RESUME_WAIT seconds pass. A client that
+sends any other command than `subscribe` or `auth`, or WSSERVER_RESUME_WAIT seconds pass. A client that
 subscribes and resumes right after `welcome` thus gets every missed event, in order, once, then
 live ones. A resume that comes after live delivery began can no longer put older events first:
 it is answered `resync` if anything before `welcome` was missed.
@@ -150,7 +150,8 @@ class Client:
             self._release()
             await self.connection.send(protocol.pong(command.ref))
         elif isinstance(command, protocol.Auth):
-            self._release()
+            # A client that always sends its ticket (the cookie authenticated it already) still
+            # resumes next: this answer must not start live delivery before the replay.
             await self.connection.send(protocol.error("bad_request", "Already authenticated.", command.ref))
         return False
 

@@ -102,10 +102,11 @@ class Browsers:
         self.errors = []
         self.dialogs = []
 
-    def open(self, user, path="/", *, init_script=None, permissions=None, wait_live=True, clock=False):
+    def open(self, user, path="/", *, init_script=None, permissions=None, wait_live=True, clock=False, setup=None):
         """
         A new context logged in as `user`, with a page on `path`; a WidgetPage. With `clock`, the
-        page's timers run on Playwright's clock (page.clock.fast_forward).
+        page's timers run on Playwright's clock (page.clock.fast_forward); `setup(context)` runs
+        before the page opens (routes).
         """
         session = login(user)
         context = self.browser.new_context(base_url=self.base_url, viewport=VIEWPORT, permissions=permissions or [])
@@ -114,6 +115,8 @@ class Browsers:
         context.add_init_script(script=RECORD_EVENTS)
         if init_script:
             context.add_init_script(script=init_script)
+        if setup:
+            setup(context)
         self.contexts.append(context)
         page = context.new_page()
         self.watch(page)

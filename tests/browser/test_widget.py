@@ -300,7 +300,7 @@ def test_desktop_notifications_are_opt_in_and_shown_while_the_page_is_hidden(bro
 def test_several_widgets_on_one_page_work_side_by_side(browsers):
     user = make_user("twice")
     widget = browsers.open(user, "/")
-    # A second widget: a copy of the markup, started by the same module (one connection each).
+    # A second widget: a copy of the markup, started by the same module (sharing the page's client).
     widget.page.evaluate(
         """async () => {
             const copy = document.querySelector("[data-ntf-widget]").cloneNode(true);

@@ -5,30 +5,30 @@
  *
  * A static ES module with no build step and nothing inline: each `[data-ntf-widget]` element
  * rendered by `{% notifications_widget %}` carries its configuration in data-* attributes.
- * Several widgets on one page each keep their own connection; toasts, desktop notifications
- * and the banner are shared by the page, so one event is shown once.
+ * It knows the page only: the connection (tickets, backoff, heartbeat, resume, one socket shared
+ * by the browser's tabs, polling where WebSockets are blocked) is the headless client's
+ * (client.js), one per page, which the page's widgets share. Toasts, desktop notifications and
+ * the banner are shared by the page too, so one event is shown once; across tabs, the client
+ * names the one tab that shows it.
  *
- * State comes from the HTTP API (the list, the unread count, marking read); live events come
- * from the relay (docs/protocol.md): a fresh ticket for each connection attempt, `auth` as the
- * first message, `subscribe`, then `resume` with the last cursor after a reconnection (a `resync`
- * answer reloads the state over HTTP). Reconnection uses exponential backoff with full jitter.
+ * State comes from the HTTP API (the list, the unread count, marking read), reloaded whenever
+ * the client (re)connects or is told to resync; live events, read frames and, while polling, the
+ * server's unread count come from the client.
  *
  * Event text is untrusted: it only ever reaches the page through textContent, and only
  * relative or http(s) URLs become links.
  */
 
-const BACKOFF_BASE_MS = 1000;
-const BACKOFF_CAP_MS = 30000;
-const TRY_AGAIN_LATER = 1013; // the relay is overloaded: do not come straight back
-const HEARTBEAT_MS = 30000;
-const PONG_TIMEOUT_MS = 10000;
+import { backoffDelay, NotificationsClient } from "./client.js";
+import { requestJson } from "./http.js";
+
+export { backoffDelay };
+
 const FIRST_LOAD_FALLBACK_MS = 2000; // load over HTTP without waiting longer for the relay
 const TOAST_MS = 6000;
 const MAX_TOASTS = 4;
 const PAGE_SIZE = 20;
 const LIVE_LOG_SIZE = 200;
-const AUTH_FAILED = 4001;
-const SESSION_ENDED = 4003;
 const DESKTOP_KEY = "notifications.desktop";
 const EVENT_NAME = "notifications:event";
 const BANNER_VERBS = {
@@ -63,11 +63,6 @@ export function safeUrl(url, origin = window.location.origin) {
   } catch {
     return null;
   }
-}
-
-/** Milliseconds to wait before reconnection attempt `attempt` (0, 1, ...): full jitter. */
-export function backoffDelay(attempt, random = Math.random) {
-  return random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
 }
 
 export function formatCount(count) {
@@ -118,13 +113,6 @@ function timeElement(iso) {
   return time;
 }
 
-class HttpError extends Error {
-  constructor(status, message) {
-    super(message || `HTTP ${status}`);
-    this.status = status;
-  }
-}
-
 // What the page shares between widgets: toasts, desktop notifications, the banner ------------------
 
 const shown = new Set(); // event ids already toasted on this page
@@ -151,8 +139,9 @@ const desktop = {
       // storage unavailable (privacy mode): the choice lasts for this page only
     }
   },
+  /** On the desktop, if the user turned them on and is not looking at this page. */
   show(event, onClick) {
-    if (!document.hidden || !this.enabled()) return;
+    if (!this.enabled() || (!document.hidden && document.hasFocus())) return;
     try {
       const notification = new window.Notification(event.title, { body: event.body || "", tag: `ntf-${event.id}` });
       notification.addEventListener("click", () => {
@@ -298,26 +287,14 @@ class Widget {
     this.items = new Map(); // event id → {event, read, node}
     this.seen = new Set(); // event ids counted in the badge, never counted twice
     this.unread = 0;
+    this.countedThrough = 0; // the newest event id a "read" frame's count covered
     this.next = null;
     this.liveLog = []; // [sequence, event] of live events, to merge into a list loaded meanwhile
     this.liveSequence = 0;
     this.loadGeneration = 0;
     this.countGeneration = 0;
     this.loadedOnce = false;
-
     this.state = "connecting";
-    this.socket = null;
-    this.attempt = 0;
-    this.connectionId = 0;
-    this.lastCursor = null;
-    this.welcomeCursor = null;
-    this.eventsSinceWelcome = 0;
-    this.resumed = false;
-    this.stopped = false;
-    this.retryTimer = null;
-    this.heartbeatTimer = null;
-    this.pongTimer = null;
-    this.pingCount = 0;
 
     instances += 1;
     this.panel.id = `ntf-panel-${instances}`; // unique however the markup was made (or copied)
@@ -326,27 +303,45 @@ class Widget {
     this.renderBadge();
     this.renderDesktop();
     this.renderList();
-    this.start();
+    this.attach(clientFor(this.config));
   }
 
-  // The connection -----------------------------------------------------------------------------
+  // The client -------------------------------------------------------------------------------------
 
-  start() {
-    this.stopped = false;
-    clearTimeout(this.firstLoadTimer);
+  attach(client) {
+    this.client = client;
+    client.on("state", ({ state }) => this.onClientState(state));
+    client.on("event", (detail) => this.onEvent(detail));
+    client.on("read", (detail) => this.onRead(detail));
+    client.on("unread", ({ unread_count: count }) => this.takeCount(count));
+    client.on("resync", () => {
+      // Missed events cannot be replayed: take the state from the server, live from here on.
+      // (Before "connected", the (re)connection reloads it anyway.)
+      if (client.state === "connected") this.loadState();
+    });
     // Normally the state is loaded once the relay is live (no gap between the two); a relay that
     // is slow or down must not keep the badge empty.
     this.firstLoadTimer = setTimeout(() => {
       if (!this.loadedOnce) this.loadState();
     }, FIRST_LOAD_FALLBACK_MS);
-    this.connect();
+    const topics = [...this.config.topics];
+    if (this.config.objectTopic) topics.push(this.config.objectTopic);
+    if (topics.length) client.subscribe(topics);
+    client.connect();
+    this.onClientState(client.state);
   }
 
-  stop() {
-    this.stopped = true;
-    clearTimeout(this.retryTimer);
-    clearTimeout(this.firstLoadTimer);
-    this.dropSocket(1000, "Leaving the page.");
+  async onClientState(state) {
+    if (state === "connected") {
+      // Read state is not replayed: after any (re)connection the list and the count are reloaded,
+      // and "live" is shown once they are: from then on, what the widget shows is current.
+      await this.loadState();
+      if (this.client.state === "connected") this.setState("live");
+      return;
+    }
+    if (state === "disconnected") return; // the page is leaving
+    this.setState(state); // connecting, reconnecting, polling, offline
+    if (state !== "connecting" && !this.loadedOnce) this.loadState(); // the HTTP state at least
   }
 
   setState(state) {
@@ -357,209 +352,47 @@ class Widget {
     this.stateNode.title = `Live notifications: ${state}`;
   }
 
-  async connect() {
-    if (this.stopped) return;
-    clearTimeout(this.retryTimer);
-    const id = ++this.connectionId;
-    let ticket;
-    try {
-      ticket = await this.request(this.config.ticketUrl);
-    } catch (error) {
-      if (id !== this.connectionId || this.stopped) return;
-      if (error.status === 401 || error.status === 403) this.goOffline();
-      else this.scheduleReconnect();
-      return;
-    }
-    if (id !== this.connectionId || this.stopped) return;
-    let socket;
-    try {
-      socket = new WebSocket(ticket.url);
-    } catch {
-      this.goOffline(); // not a WebSocket URL: a configuration error, retrying will not help
-      return;
-    }
-    this.socket = socket;
-    socket.addEventListener("open", () => {
-      // The cookie may have authenticated the socket already; the relay then answers this
-      // with an "Already authenticated." error, which is ignored.
-      this.send(socket, { type: "auth", token: ticket.ticket });
-    });
-    socket.addEventListener("message", (message) => this.onFrame(socket, message.data));
-    socket.addEventListener("close", (close) => this.onClose(socket, close.code));
-  }
-
-  send(socket, message) {
-    if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
-  }
-
-  onFrame(socket, data) {
-    if (socket !== this.socket) return;
-    let frame;
-    try {
-      frame = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (frame === null || typeof frame !== "object") return;
-    switch (frame.type) {
-      case "welcome":
-        this.onWelcome(socket, frame);
-        break;
-      case "event":
-        this.onEvent(frame);
-        break;
-      case "pong":
-        this.onPong(socket, frame);
-        break;
-      case "resync":
-        // Missed events cannot be replayed: take the state from the server, live from here on.
-        if (this.eventsSinceWelcome === 0 && this.welcomeCursor) this.lastCursor = this.welcomeCursor;
-        this.loadState();
-        break;
-      default:
-        // "subscribed", "unsubscribed", and errors: a refused topic is not the page's problem,
-        // and "Already authenticated." answers the ticket a cookie made unnecessary.
-        break;
-    }
-  }
-
-  onWelcome(socket, frame) {
-    this.welcomeCursor = typeof frame.cursor === "string" ? frame.cursor : null;
-    this.eventsSinceWelcome = 0;
-    const topics = [...this.config.topics];
-    if (this.config.objectTopic) topics.push(this.config.objectTopic);
-    if (topics.length) this.send(socket, { type: "subscribe", topics, ref: "subscribe" });
-    this.resumed = Boolean(this.lastCursor);
-    this.loading = null;
-    if (this.resumed) this.send(socket, { type: "resume", cursor: this.lastCursor });
-    else this.lastCursor = this.welcomeCursor;
-    // The relay answers frames in order: this pong comes after every answer to the subscription
-    // (and to `resume`), so "live" means live on every topic.
-    this.send(socket, { type: "ping", ref: "ready" });
-  }
-
-  async onReady(socket) {
-    this.attempt = 0; // a good connection: the next failure starts the backoff afresh
-    this.startHeartbeat();
-    // First connection: the state as of now, with no gap before live delivery. After `resume`,
-    // a `resync` has started reloading it already (a replay needs no reload). "live" is shown
-    // once the state is loaded: from then on, what the widget shows is current.
-    await (this.resumed ? this.loading : this.loadState());
-    if (this.socket === socket) this.setState("live");
-  }
-
-  onPong(socket, frame) {
-    if (frame.ref === "ready") {
-      this.onReady(socket);
-    } else if (frame.ref === this.awaitingPong) {
-      this.awaitingPong = null;
-      clearTimeout(this.pongTimer);
-    }
-  }
-
-  startHeartbeat() {
-    this.stopHeartbeat();
-    // A connection that died without a close (a sleeping laptop, a dropped NAT entry) is noticed
-    // within HEARTBEAT_MS + PONG_TIMEOUT_MS instead of never.
-    this.heartbeatTimer = setInterval(() => {
-      const socket = this.socket;
-      if (!socket || this.awaitingPong) return;
-      this.awaitingPong = `heartbeat-${++this.pingCount}`;
-      this.send(socket, { type: "ping", ref: this.awaitingPong });
-      this.pongTimer = setTimeout(() => {
-        if (this.socket === socket) this.dropSocket(4000, "No answer to ping.", true);
-      }, PONG_TIMEOUT_MS);
-    }, HEARTBEAT_MS);
-  }
-
-  stopHeartbeat() {
-    clearInterval(this.heartbeatTimer);
-    clearTimeout(this.pongTimer);
-    this.awaitingPong = null;
-  }
-
-  /** Close the current socket and forget it; reconnect if `reconnect`. */
-  dropSocket(code, reason, reconnect = false) {
-    const socket = this.socket;
-    if (!socket) return;
-    this.socket = null;
-    this.stopHeartbeat();
-    try {
-      socket.close(code, reason);
-    } catch {
-      // already closing
-    }
-    if (reconnect) this.afterClose(1006);
-  }
-
-  onClose(socket, code) {
-    if (socket !== this.socket) return;
-    this.socket = null;
-    this.stopHeartbeat();
-    this.afterClose(code);
-  }
-
-  afterClose(code) {
-    if (this.stopped) return;
-    if (!this.loadedOnce) this.loadState(); // the relay is unreachable: the HTTP state at least
-    if (code === AUTH_FAILED || code === SESSION_ENDED) {
-      this.goOffline();
-      return;
-    }
-    if (code === TRY_AGAIN_LATER) this.attempt = Math.max(this.attempt, 3); // seconds, not at once
-    this.scheduleReconnect();
-  }
-
-  scheduleReconnect() {
-    if (this.stopped) return;
-    this.setState("reconnecting");
-    clearTimeout(this.retryTimer);
-    const delay = backoffDelay(this.attempt);
-    this.attempt += 1;
-    this.retryTimer = setTimeout(() => this.connect(), delay);
-  }
-
-  /** Logged out, or the session ended: no point reconnecting until the user comes back. */
-  goOffline() {
-    clearTimeout(this.retryTimer);
-    this.connectionId += 1; // a connection attempt under way is abandoned
-    this.dropSocket(1000, "Offline.");
-    this.setState("offline");
-  }
-
-  /** Try again now (the browser is back online, or the user opened the dropdown while offline). */
-  retryNow() {
-    if (this.stopped || this.socket || this.state === "live") return;
-    this.attempt = 0;
-    clearTimeout(this.retryTimer);
-    this.setState("reconnecting");
-    this.connect();
-  }
-
   // Events ---------------------------------------------------------------------------------------
 
-  onEvent(frame) {
-    if (typeof frame.cursor === "string") this.lastCursor = frame.cursor;
-    this.eventsSinceWelcome += 1;
-    const event = frame.event;
-    if (!isEvent(event) || isOwnObjectEvent(event, this.config.userId)) return;
+  onEvent({ event, topic, present, desktop: onDesktop }) {
+    if (isOwnObjectEvent(event, this.config.userId)) return;
     this.maybeShowBanner(event);
     if (this.seen.has(event.id) || this.items.has(event.id)) return;
     this.seen.add(event.id);
     this.liveLog.push([++this.liveSequence, event]);
     if (this.liveLog.length > LIVE_LOG_SIZE) this.liveLog.shift();
     this.addItem(event, false, true);
-    this.setUnread(this.unread + 1);
+    if (event.id > this.countedThrough) this.setUnread(this.unread + 1);
     const open = () => this.markRead(event.id, { keepalive: true });
-    if (toaster.show(event, open)) {
+    // One tab of the browser shows each event (the client says which).
+    if (present && toaster.show(event, open)) {
       this.announce(event);
-      desktop.show(event, () => {
-        open();
-        const href = safeUrl(event.url);
-        if (href) window.location.assign(href);
-      });
+      if (onDesktop) {
+        desktop.show(event, () => {
+          open();
+          const href = safeUrl(event.url);
+          if (href) window.location.assign(href);
+        });
+      }
     }
-    this.root.dispatchEvent(new CustomEvent(EVENT_NAME, { bubbles: true, detail: { event, topic: frame.topic } }));
+    this.root.dispatchEvent(new CustomEvent(EVENT_NAME, { bubbles: true, detail: { event, topic } }));
+  }
+
+  /** Notifications marked read anywhere (this tab, another, another device): list and badge follow. */
+  onRead({ ids, up_to: upTo, unread_count: count, latest }) {
+    for (const item of this.items.values()) {
+      const covered = ids ? ids.includes(item.event.id) : upTo !== null && item.event.id <= upTo;
+      if (covered && !item.read) this.setItemRead(item, true);
+    }
+    // Events up to `latest` are in the count: one arriving after this frame is not counted again.
+    if (latest !== null) this.countedThrough = Math.max(this.countedThrough, latest);
+    this.takeCount(count);
+  }
+
+  /** The server's unread count, newer than any answer still on its way. */
+  takeCount(count) {
+    this.countGeneration += 1;
+    this.setUnread(count);
   }
 
   maybeShowBanner(event) {
@@ -581,18 +414,8 @@ class Widget {
 
   // State over HTTP -------------------------------------------------------------------------------
 
-  async request(url, { method = "GET", keepalive = false } = {}) {
-    const headers = { Accept: "application/json" };
-    if (method !== "GET") headers["X-CSRFToken"] = this.config.csrfToken;
-    const response = await fetch(url, { method, headers, credentials: "same-origin", cache: "no-store", keepalive });
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      // not JSON: the status says enough
-    }
-    if (!response.ok) throw new HttpError(response.status, body && body.message);
-    return body;
+  request(url, { method = "GET", keepalive = false } = {}) {
+    return requestJson(url, { method, keepalive, csrfToken: this.config.csrfToken });
   }
 
   listUrl(params) {
@@ -602,12 +425,7 @@ class Widget {
   }
 
   /** The list and the unread count from the server, keeping live events it did not know yet. */
-  loadState() {
-    this.loading = this.fetchState();
-    return this.loading;
-  }
-
-  async fetchState() {
+  async loadState() {
     clearTimeout(this.firstLoadTimer);
     this.loadedOnce = true;
     const generation = ++this.loadGeneration;
@@ -617,7 +435,6 @@ class Widget {
       data = await this.request(this.listUrl({ limit: PAGE_SIZE }));
     } catch (error) {
       if (generation === this.loadGeneration) this.showMessage("Could not load notifications.");
-      if (error.status === 401) this.goOffline();
       return;
     }
     if (generation !== this.loadGeneration || !data || !Array.isArray(data.results)) return;
@@ -850,7 +667,7 @@ class Widget {
     this.bell.setAttribute("aria-expanded", "true");
     this.renderDesktop();
     this.refreshTimes();
-    if (this.state === "offline") this.retryNow();
+    if (this.state === "offline") this.client.retry();
     const first = this.itemElements()[0];
     (first || this.panel).focus();
   }
@@ -912,6 +729,19 @@ class Widget {
 
 // Start every widget on the page -------------------------------------------------------------------
 
+const clients = new Map();
+
+/**
+ * The page's client for a widget's configuration: one per ticket URL, shared by the page's widgets
+ * (and, through the client, by the browser's tabs, with any other client of the site's).
+ */
+function clientFor(config) {
+  if (!clients.has(config.ticketUrl)) {
+    clients.set(config.ticketUrl, new NotificationsClient({ ticketUrl: config.ticketUrl, listUrl: config.listUrl }));
+  }
+  return clients.get(config.ticketUrl);
+}
+
 const widgets = new Map();
 
 /** Start the widget of one `[data-ntf-widget]` element (once); returns it. */
@@ -923,13 +753,5 @@ export function init(root) {
 export function initAll(scope = document) {
   return [...scope.querySelectorAll("[data-ntf-widget]")].map(init);
 }
-
-// Leaving the page closes the sockets (which also lets the browser keep the page in its
-// back/forward cache); coming back reconnects and reloads the state.
-window.addEventListener("pagehide", () => widgets.forEach((widget) => widget.stop()));
-window.addEventListener("pageshow", (event) => {
-  if (event.persisted) widgets.forEach((widget) => widget.start()); // resumes from its last cursor
-});
-window.addEventListener("online", () => widgets.forEach((widget) => widget.retryNow()));
 
 initAll();

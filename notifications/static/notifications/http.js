@@ -1,0 +1,44 @@
+/**
+ * JSON over HTTP, as the app's endpoints speak it (docs/protocol.md): every answer is JSON, errors
+ * included, so a failure carries its status and the server's message. Shared by the client (the
+ * ticket, polling) and the widget (the list, marking read).
+ */
+
+export class HttpError extends Error {
+  /**
+   * @param {number} status  the HTTP status, or 0 when no answer came (network error)
+   * @param {string} [message]
+   */
+  constructor(status, message) {
+    super(message || (status ? `HTTP ${status}` : "No answer from the server."));
+    this.name = "HttpError";
+    this.status = status;
+  }
+}
+
+/**
+ * GET (or POST...) `url` and return its JSON body; throws HttpError when the status is not 2xx or
+ * the server cannot be reached. Cookies go along for same-origin URLs (session authentication);
+ * a CSRF token is sent on anything but GET.
+ *
+ * @param {string} url
+ * @param {{method?: string, csrfToken?: string, headers?: Record<string, string>, keepalive?: boolean, credentials?: RequestCredentials}} [options]
+ */
+export async function requestJson(url, { method = "GET", csrfToken = "", headers = {}, keepalive = false, credentials = "same-origin" } = {}) {
+  const sent = { Accept: "application/json", ...headers };
+  if (method !== "GET" && csrfToken) sent["X-CSRFToken"] = csrfToken;
+  let response;
+  try {
+    response = await fetch(url, { method, headers: sent, credentials, cache: "no-store", keepalive });
+  } catch (error) {
+    throw new HttpError(0, error && error.message);
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON: the status says enough
+  }
+  if (!response.ok) throw new HttpError(response.status, body && body.message);
+  return body;
+}
