@@ -87,6 +87,12 @@ def start_site(transactional_db, relay_log_dir, request):
 
 
 @pytest.fixture
+def examples_site(start_site, relay):
+    """Django with /examples/ (tests/browser/examples_urls.py), connected to the session's relay."""
+    return start_site(relay, settings_module="tests.settings_examples")
+
+
+@pytest.fixture
 def site(start_site, relay):
     """Django for this test, connected to the session's relay."""
     return start_site(relay)

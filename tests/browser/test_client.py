@@ -21,12 +21,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 GUIDE = EXAMPLES.parent / "client.md"
 
 
-@pytest.fixture
-def examples_site(start_site, relay):
-    """Django with /examples/ (tests/browser/examples_urls.py), connected to the session's relay."""
-    return start_site(relay, settings_module="tests.settings_examples")
-
-
 def open_example(browsers_on, site, user, name):
     """A tab of `user` on the example page `name`."""
     return browsers_on(site).open(user, f"/examples/{name}.html", wait_live=False)

@@ -18,6 +18,8 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from notifications import notify
+from notifications.events import create_object_events
+from notifications.models import Event, Kind
 
 from ..factories import login, make_user
 
@@ -37,6 +39,17 @@ new MutationObserver((changes) => {
     }
   }
 }).observe(document, { subtree: true, childList: true });
+"""
+
+
+# A tab slow to answer (busy, or throttled in the background): once window.__ntfSlow is set, what
+# it posts to the other tabs about itself goes out two seconds late.
+SLOW_TAB = """
+const post = BroadcastChannel.prototype.postMessage;
+BroadcastChannel.prototype.postMessage = function (message) {
+  if (window.__ntfSlow && message && message.kind === "tab") setTimeout(() => post.call(this, message), 2000);
+  else post.call(this, message);
+};
 """
 
 
@@ -203,3 +216,46 @@ def test_marking_read_in_one_tab_or_over_http_updates_every_tab_and_browser(brow
     notify(user, "After reading")
     for tab in everywhere:
         tab.expect_unread(1)
+
+
+def test_a_takeover_resumes_the_topics_of_every_tab_not_only_the_new_leaders(examples_site, browsers_on):
+    """
+    Only a follower follows the change form's topics (the other tabs run the headless client on
+    the inbox alone): the next leader subscribes to them before it resumes, so the replay covers
+    the events on them that came while no tab held the socket. It knows them already, and does
+    not depend on the follower answering it in time.
+    """
+    watcher = make_user("watcher", staff=True, perms=["auth.view_user"])
+    bob = make_user("bob")
+    topic = f"object:auth.user:{bob.pk}"
+    browsers = browsers_on(examples_site)
+    leader = browsers.open(watcher, "/examples/plain.html", init_script=SLOW_TAB, wait_live=False)
+    heir = browsers.new_page(leader, "/examples/plain.html")  # queued first for the lock: the next leader
+    for tab in (leader, heir):
+        expect(tab.page.locator("#state")).to_have_text("connected")
+        tab.page.evaluate("window.notifications.unsubscribe('model:*')")
+    viewing = browsers.new_page(leader, f"/admin/auth/user/{bob.pk}/change/")
+    viewing.wait_live()
+    assert [len(tab.sockets) for tab in (leader, heir, viewing)] == [1, 0, 0]
+    for _ in range(100):  # the viewing tab's topic is followed on the leader's socket
+        if any(frame["type"] == "subscribed" and topic in frame["topics"] for frame in leader.sockets[0]["received"]):
+            break
+        leader.page.wait_for_timeout(100)
+    else:
+        raise AssertionError(f"{topic} never subscribed: {leader.sockets[0]['sent']}")
+
+    def changed(title):
+        create_object_events([Event(kind=Kind.MODEL_UPDATED, title=title, target_type="auth.user", target_id=str(bob.pk), target_repr=bob.username)])
+
+    viewing.page.evaluate("window.__ntfSlow = true")
+    stream = [f"Change {number}" for number in range(12)]
+    for number, title in enumerate(stream):
+        changed(title)
+        if number == 2:
+            leader.page.close()
+    wait_for_events(viewing, len(stream))
+    assert viewing.events() == stream  # nothing lost, nothing repeated, in order
+    assert heir.sockets and not viewing.sockets
+    sent = heir.sockets[0]["sent"]
+    resumed = sent_types(heir.sockets[0]).index("resume")
+    assert any(frame["type"] == "subscribe" and topic in frame["topics"] for frame in sent[:resumed]), sent

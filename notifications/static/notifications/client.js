@@ -27,7 +27,7 @@
 
 import { BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoffDelay } from "./backoff.js";
 import { HttpError, requestJson } from "./http.js";
-import { Leader, wants } from "./leader.js";
+import { applyCommand, Leader, toMember, wants } from "./leader.js";
 import { canShare, TabGroup } from "./tabs.js";
 
 export { BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoffDelay, HttpError };
@@ -119,6 +119,10 @@ export class NotificationsClient extends EventTarget {
     this.nextRef = 1;
     this.leader = null;
     this.group = null;
+    // The other tabs of the group and their topics, kept by every tab (from their "tab", "command"
+    // and "bye" messages) so that the one taking over subscribes to all of them before resuming.
+    this.members = new Map();
+    this.leaderTab = null; // the tab whose socket this one follows
     this.started = false;
     this.focusSince = Date.now();
     this.welcomeCursor = null;
@@ -149,6 +153,7 @@ export class NotificationsClient extends EventTarget {
   connect() {
     if (this.started) return this;
     this.started = true;
+    this.members.clear();
     this.applyState("connecting", {});
     if (this.options.share && canShare()) {
       this.group = new TabGroup(this.groupName, { lead: () => this.lead(), message: (message) => this.onMessage(message) });
@@ -166,8 +171,8 @@ export class NotificationsClient extends EventTarget {
   disconnect() {
     if (!this.started) return this;
     this.started = false;
+    this.group.post({ kind: "bye", tab: this.tabId });
     if (this.leader) this.leader.stop();
-    else this.group.post({ kind: "bye", tab: this.tabId });
     this.leader = null;
     this.group.stop();
     this.group = null;
@@ -248,6 +253,7 @@ export class NotificationsClient extends EventTarget {
   /** This tab holds the lock now: open the connection, from the cursor it kept. */
   lead() {
     if (!this.started) return;
+    this.members.delete(this.leaderTab); // the lock is free: its holder is gone
     this.leader = new Leader(this, this.group, this.connectionOptions());
     this.leader.start(this.cursor ? "reconnecting" : "connecting");
     this.resendPending();
@@ -267,7 +273,21 @@ export class NotificationsClient extends EventTarget {
       else if (message.kind === "bye") this.leader.onBye(message.tab);
       return; // anything else comes from a leader that is leaving: this tab has the socket now
     }
+    if (typeof message.leader === "string") this.leaderTab = message.leader;
     switch (message.kind) {
+      case "tab": {
+        // A tab new to this one learns this one's topics in return.
+        const known = this.members.has(message.tab);
+        this.members.set(message.tab, toMember(message));
+        if (!known) this.introduce();
+        break;
+      }
+      case "command":
+        applyCommand(this.members, message);
+        break;
+      case "bye":
+        this.members.delete(message.tab);
+        break;
       case "leader":
         // A new leader knows nothing of this tab: its topics, its focus, what it waits for.
         this.introduce();
@@ -285,7 +305,7 @@ export class NotificationsClient extends EventTarget {
         if (message.tab === this.tabId) this.onReply(message.ref, message.result);
         break;
       default:
-        break; // another follower's message
+        break;
     }
   }
 

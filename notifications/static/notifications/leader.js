@@ -6,7 +6,8 @@
  *
  * Messages it posts: {kind: "leader"} on taking over, {kind: "state"}, {kind: "frame"} and
  * {kind: "reply"}; it handles the others' {kind: "tab"} (topics and focus), {kind: "command"}
- * and {kind: "bye"} (client.js).
+ * and {kind: "bye"} (client.js). The followers record those too (client.members), so the tab that
+ * takes over starts with every tab's topics and subscribes to them before it resumes.
  */
 
 import { Connection } from "./connection.js";
@@ -16,8 +17,20 @@ export function wants(topics, topic) {
   return topic === "inbox" || topics.has(topic) || (topic.startsWith("model:") && topics.has("model:*"));
 }
 
-function toMember(info) {
+/** A tab as it introduced itself ({kind: "tab"}): its topics and focus. */
+export function toMember(info) {
   return { topics: new Set(info.topics), focused: Boolean(info.focused), since: Number(info.since) || 0 };
+}
+
+/**
+ * Record a tab's subscribe or unsubscribe in `members`. Every tab does, not only the leader: the
+ * tab that takes over next must know the topics of all the others before its socket resumes.
+ */
+export function applyCommand(members, { tab, command, topics }) {
+  if (!Array.isArray(topics) || (command !== "subscribe" && command !== "unsubscribe")) return;
+  if (!members.has(tab)) members.set(tab, { topics: new Set(), focused: false, since: 0 });
+  const member = members.get(tab);
+  topics.forEach((topic) => (command === "subscribe" ? member.topics.add(topic) : member.topics.delete(topic)));
 }
 
 export class Leader {
@@ -29,7 +42,7 @@ export class Leader {
   constructor(client, group, options) {
     this.client = client;
     this.group = group;
-    this.members = new Map(); // tab id → {topics: Set, focused, since}
+    this.members = client.members; // tab id → {topics: Set, focused, since}, kept while following
     this.routes = new Map(); // ref of a frame sent → {waiters: [{tab, ref, topics}], topics: Set, errors: []}
     this.welcomeWaiters = []; // subscriptions asked for while no socket was open
     this.followed = new Set(); // topics the current socket was asked to follow
@@ -89,15 +102,12 @@ export class Leader {
       return;
     }
     if (!Array.isArray(topics)) return;
-    const member = this.members.get(tab) || { topics: new Set(), focused: false, since: 0 };
-    this.members.set(tab, member);
+    applyCommand(this.members, { tab, command, topics });
     const waiter = { tab, ref, topics };
     if (command === "subscribe") {
-      topics.forEach((topic) => member.topics.add(topic));
       if (this.connection.isOpen()) this.request("subscribe", topics, [waiter]);
       else this.welcomeWaiters.push(waiter); // the next welcome subscribes to every tab's topics
     } else if (command === "unsubscribe") {
-      topics.forEach((topic) => member.topics.delete(topic));
       const unwanted = topics.filter((topic) => ![...this.members.values()].some((other) => other.topics.has(topic)));
       if (unwanted.length && this.connection.isOpen()) this.request("unsubscribe", unwanted, [waiter]);
       else this.reply(waiter, { topics, errors: [] }); // another tab still follows them, or no socket
