@@ -166,18 +166,20 @@ class Hub:
                 if topic not in by_topic:
                     by_topic[topic] = [protocol.event(topic, cursor, event_json), set()]
                 frame, connections = by_topic[topic]
-                connections |= self._keep_held(recipients, topic, frame, routes, cursor, event_json)
+                connections |= self._keep_held(
+                    recipients, lambda: HeldFrame(cursors.position(cursor), topic, frame, tuple(routes), cursor, event_json)
+                )
         for frame, connections in by_topic.values():
             writes.send(connections, frame)
         self.broadcasts += len(by_topic)
         metrics.DELIVERIES.inc(len(reached))
 
-    def _keep_held(self, recipients, topic, frame, routes, cursor, event_json):
-        """Keep the frame for held recipients; the others."""
+    def _keep_held(self, recipients, held_frame):
+        """Keep a frame, made by held_frame() only when needed, for held recipients; the others."""
         if self._held:
             held = recipients & self._held.keys()
             if held:
-                kept = HeldFrame(cursors.position(cursor), topic, frame, tuple(routes), cursor, event_json)
+                kept = held_frame()
                 for connection in held:
                     self._held[connection].keep(kept)
                 return recipients - held
@@ -193,13 +195,7 @@ class Hub:
         followers = self._followers.get(route)
         if not followers or not frame:
             return
-        recipients = set(followers)
-        held = recipients & self._held.keys() if self._held else ()
-        if held:
-            kept = HeldFrame(None, topic_of_route(route), frame, (route,), "", "")
-            for connection in held:
-                self._held[connection].keep(kept)
-            recipients -= held
+        recipients = self._keep_held(followers, lambda: HeldFrame(None, topic_of_route(route), frame, (route,), "", ""))
         fanout.send(recipients, frame)
         self.broadcasts += 1
 
