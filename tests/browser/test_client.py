@@ -22,8 +22,15 @@ GUIDE = EXAMPLES.parent / "client.md"
 
 
 def open_example(browsers_on, site, user, name):
-    """A tab of `user` on the example page `name`."""
-    return browsers_on(site).open(user, f"/examples/{name}.html", wait_live=False)
+    """
+    A tab of `user` on the example page `name`, once it is connected and counts the one unread
+    notification `user` had before it opened.
+    """
+    notify(user, "Already there")
+    tab = browsers_on(site).open(user, f"/examples/{name}.html", wait_live=False)
+    expect(tab.page.locator("#state")).to_have_text("connected")
+    expect(tab.page.locator("#unread")).to_have_text("1")
+    return tab
 
 
 def test_the_guide_shows_the_examples_that_the_tests_run():
@@ -34,11 +41,8 @@ def test_the_guide_shows_the_examples_that_the_tests_run():
 
 def test_the_plain_javascript_example(examples_site, browsers_on):
     user = make_user("plain", staff=True, perms=["auth.view_user"])
-    notify(user, "Already there")
     tab = open_example(browsers_on, examples_site, user, "plain")
     page = tab.page
-    expect(page.locator("#state")).to_have_text("connected")
-    expect(page.locator("#unread")).to_have_text("1")
 
     notify(user, "Hello from the test")
     expect(page.locator("#events li").first).to_have_text("Hello from the test (inbox)")
@@ -93,11 +97,8 @@ def react_installed():
 def test_the_react_hook_example(examples_site, browsers_on):
     react_installed()
     user = make_user("reactive")
-    notify(user, "Already there")
     tab = open_example(browsers_on, examples_site, user, "react")
     page = tab.page
-    expect(page.locator("#state")).to_have_text("connected")
-    expect(page.locator("#unread")).to_have_text("1")
 
     notify(user, "Rendered by React")
     expect(page.locator("#events li")).to_have_text(["Rendered by React"])
