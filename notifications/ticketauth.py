@@ -39,7 +39,6 @@ from django.utils.module_loading import import_string
 from .conf import app_settings
 
 SETTING = "NOTIFICATIONS_TICKET_AUTHENTICATION"
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def session_user(request):
