@@ -34,6 +34,9 @@ DEFAULTS = {
     # Seconds the session opened for a ticket asked with an API token lasts: its sockets are
     # closed (4003) after that, and the client asks for a new ticket with its token.
     "NOTIFICATIONS_API_SESSION_AGE": 3600,
+    # Defaults of every user's preferences (notifications.preferences), over the built-in ones:
+    # {"toasts": True, "digest": "off", "push": True, "language": "", "muted_kinds": [], "muted_topics": []}.
+    "NOTIFICATIONS_PREFERENCES": {},
     # ws:// or wss:// URL browsers use to reach the relay; empty: derived from the request host.
     "WSSERVER_PUBLIC_URL": "",
     # Port the derived WSSERVER_PUBLIC_URL points at (runwsserver's default port).

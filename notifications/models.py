@@ -12,6 +12,7 @@ read") plus a Receipt for each later event read one by one.
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class Kind(models.TextChoices):
@@ -114,3 +115,38 @@ class Receipt(models.Model):
 
     def __str__(self):
         return f"{self.user} read event {self.event_id}"
+
+
+class DigestFrequency(models.TextChoices):
+    OFF = "off", _("Off")
+    HOURLY = "hourly", _("Hourly")
+    DAILY = "daily", _("Daily")
+    WEEKLY = "weekly", _("Weekly")
+
+
+class Preferences(models.Model):
+    """
+    What a user chose about being notified (notifications.preferences). No row, or a field left
+    empty (null, "" or null list), follows the site's default (NOTIFICATIONS_PREFERENCES), so a
+    site that changes a default changes it for everyone who never chose.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    toasts = models.BooleanField(null=True, blank=True, help_text=_("Show live toasts; empty: the site's default."))
+    digest = models.CharField(
+        max_length=8, choices=DigestFrequency.choices, blank=True, help_text=_("Email digest; empty: the site's default.")
+    )
+    push = models.BooleanField(null=True, blank=True, help_text=_("Push to this user's devices; empty: the site's default."))
+    language = models.CharField(max_length=15, blank=True, help_text=_("Language of emails and pushes; empty: the site's."))
+    # Kinds ("model.updated") and topics ("model:shop.order", "object:shop.order:5") muted on
+    # every channel; null: the site's default list.
+    muted_kinds = models.JSONField(null=True, blank=True)
+    muted_topics = models.JSONField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("notification preferences")
+        verbose_name_plural = _("notification preferences")
+
+    def __str__(self):
+        return f"Notification preferences of {self.user}"

@@ -30,7 +30,7 @@ from django.db import DatabaseError, router, transaction
 from . import feed, redisconf
 from .models import Event, Receipt
 from .redisaddress import REDIS_ERRORS
-from .revocation import CONTROL_MAXLEN, control_key
+from .revocation import add_control
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,6 @@ def publish_read(user, ids=None, up_to=None):
     try:
         unread_count, latest = feed.unread_state(user)
         frame = read_frame(ids, up_to, unread_count, latest)
-        redisconf.connection().xadd(control_key(), {FIELD: str(user.pk), "frame": frame}, maxlen=CONTROL_MAXLEN, approximate=True)
+        add_control(redisconf.connection(), {FIELD: str(user.pk), "frame": frame})
     except (*REDIS_ERRORS, DatabaseError) as error:
         logger.warning("Could not tell the sockets of user %s that notifications were read: %s", user.pk, error)

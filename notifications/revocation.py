@@ -35,6 +35,11 @@ def control_key():
     return f"{redisconf.stream_key()}:control"
 
 
+def add_control(redis, fields):
+    """Add one control message (to a client or a pipeline), the stream kept to about CONTROL_MAXLEN."""
+    return redis.xadd(control_key(), fields, maxlen=CONTROL_MAXLEN, approximate=True)
+
+
 def recheck(kind, pks):
     """Ask relays, after commit, to re-check the connections of these users or groups' members."""
     pks = sorted({str(pk) for pk in pks})
@@ -47,7 +52,7 @@ def _send(kind, pks):
         redis = redisconf.connection()
         pipe = redis.pipeline(transaction=False)
         for pk in pks:
-            pipe.xadd(control_key(), {kind: pk}, maxlen=CONTROL_MAXLEN, approximate=True)
+            add_control(pipe, {kind: pk})
         pipe.execute()
     except REDIS_ERRORS as error:
         # Relays re-check every connection when they reconnect to Redis; until then, each
