@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from notifications import announce, notify, preferences, redisaddress, redisconf
+from notifications import announce, checks, notify, preferences, redisaddress, redisconf
 from notifications.models import Preferences
 from notifications.revocation import control_key
 
@@ -369,3 +369,61 @@ def test_the_muted_flag_costs_one_query_whatever_the_number_of_items():
     many, results = queries()
     assert len(results) == 31 and all(item["muted"] for item in results)
     assert many == few
+
+
+# The site's defaults, checked -------------------------------------------------------------------------
+
+
+def preference_problems():
+    return [(message.id, message.msg, message.hint) for message in checks.check_preferences(None)]
+
+
+@pytest.mark.parametrize(
+    "defaults",
+    [
+        {},
+        {"toasts": False, "digest": "weekly", "push": False, "language": "fr"},
+        {"language": "", "muted_kinds": ("model.updated", "admin.change"), "muted_topics": ["model:auth.group", "object:auth.user:5"]},
+    ],
+)
+def test_good_site_defaults_pass_the_check(defaults):
+    with override_settings(NOTIFICATIONS_PREFERENCES=defaults):
+        assert preference_problems() == []
+
+
+@pytest.mark.parametrize(
+    "defaults, field, says, fix",
+    [
+        ({"toasts": "yes"}, "toasts", "true, false or null", "True or False"),
+        ({"digest": "monthly"}, "digest", "off, hourly, daily, weekly", "'off', 'hourly', 'daily', 'weekly'"),
+        ({"push": None}, "push", "cannot be a default", "True or False"),
+        ({"language": "xx-nowhere"}, "language", "site's languages", "a code of LANGUAGES"),
+        ({"muted_kinds": "model.updated"}, "muted_kinds", "a list", "['model.updated']"),
+        ({"muted_topics": ["inbox"]}, "muted_topics", "cannot be muted", "'model:shop.order'"),
+        ({"muted_topics": ["model:auth.User"]}, "muted_topics", "Write ['model:auth.user']", "list of model or object topics"),
+        ({"muted_kinds": ["model.updated", "model.updated"]}, "muted_kinds", "Write ['model.updated']", "list of event kinds"),
+        ({"digests": "daily"}, "digests", "Unknown preference", "Remove 'digests'"),
+    ],
+)
+def test_each_bad_site_default_is_an_error_naming_it_and_the_fix(defaults, field, says, fix):
+    with override_settings(NOTIFICATIONS_PREFERENCES=defaults):
+        [(check_id, message, hint)] = preference_problems()
+    assert check_id == "notifications.E014"
+    assert message.startswith(f"NOTIFICATIONS_PREFERENCES[{field!r}]: ")
+    assert says in message
+    assert fix in hint
+
+
+def test_site_defaults_that_are_no_dict_are_an_error():
+    with override_settings(NOTIFICATIONS_PREFERENCES=["digest", "daily"]):
+        [(check_id, message, hint)] = preference_problems()
+    assert check_id == "notifications.E014" and "must be a dict" in message and "{'digest': 'daily'" in hint
+
+
+def test_every_bad_site_default_is_named():
+    with override_settings(NOTIFICATIONS_PREFERENCES={"toasts": 1, "digest": None, "colour": "red"}):
+        assert sorted(message for _, message, _ in preference_problems()) == [
+            "NOTIFICATIONS_PREFERENCES['colour']: Unknown preference 'colour'; known: toasts, digest, push, language, muted_kinds, muted_topics.",
+            "NOTIFICATIONS_PREFERENCES['digest']: None cannot be a default (nothing lies under it): give a value, or leave the key out.",
+            "NOTIFICATIONS_PREFERENCES['toasts']: Expected true, false or null (the site's default).",
+        ]
