@@ -13,9 +13,8 @@ from django.db import connection, transaction
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from notifications import announce, checks, notify, preferences, redisaddress, redisconf
+from notifications import announce, checks, notify, preferences
 from notifications.models import Preferences
-from notifications.revocation import control_key
 
 from .browser.test_template_tag import data_attributes, render
 from .factories import make_user
@@ -261,33 +260,13 @@ def test_the_widget_is_told_where_the_preferences_are():
 # Telling the relays -------------------------------------------------------------------------------
 
 
-class ControlStream:
-    """The relays' control stream in the suite's Redis, read from where it ends now."""
-
-    def __init__(self):
-        self.redis = redisaddress.client(redisconf.url(), decode_responses=True)
-        newest = self.redis.xrevrange(control_key(), count=1)
-        self.start = newest[0][0] if newest else "0-0"
-
-    def preferences_messages(self):
-        entries = self.redis.xrange(control_key(), min=f"({self.start}", max="+")
-        return [fields for _, fields in entries if preferences.FIELD in fields]
-
-
-@pytest.fixture
-def control():
-    reader = ControlStream()
-    yield reader
-    reader.redis.close()
-
-
 @pytest.mark.django_db(transaction=True)
-def test_a_change_is_put_on_the_control_stream_after_commit(control):
+def test_a_change_is_put_on_the_control_stream_after_commit(control_stream):
     user = make_user()
     with transaction.atomic():
         choices = preferences.update(user, {"toasts": False, "muted_topics": ["model:auth.Group"]})
-        assert control.preferences_messages() == []  # not before the commit
-    [message] = control.preferences_messages()
+        assert control_stream.preferences_messages() == []  # not before the commit
+    [message] = control_stream.preferences_messages()
     assert message["preferences"] == str(user.pk)
     assert json.loads(message["frame"]) == {"type": "preferences", "preferences": choices.as_json()}
     assert json.loads(message["frame"])["preferences"] == {**BUILT_IN, "toasts": False, "muted_topics": ["model:auth.group"]}
@@ -295,22 +274,22 @@ def test_a_change_is_put_on_the_control_stream_after_commit(control):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_change_over_http_is_put_on_the_control_stream(control):
+def test_a_change_over_http_is_put_on_the_control_stream(control_stream):
     user = make_user()
     body = ok(send(client_for(user), "patch", {"digest": "hourly"}))
-    [message] = control.preferences_messages()
+    [message] = control_stream.preferences_messages()
     assert message["preferences"] == str(user.pk)
     assert json.loads(message["frame"]) == {"type": "preferences", "preferences": body["preferences"]}
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_rolled_back_or_refused_change_sends_nothing(control):
+def test_a_rolled_back_or_refused_change_sends_nothing(control_stream):
     user = make_user()
     with transaction.atomic():
         preferences.update(user, {"toasts": False})
         transaction.set_rollback(True)
     assert send(client_for(user), "put", {"toasts": "off"}).status_code == 400
-    assert control.preferences_messages() == []
+    assert control_stream.preferences_messages() == []
     assert not Preferences.objects.filter(user_id=user.pk).exists()
 
 
