@@ -228,9 +228,10 @@ class BadBody(ValueError):
 
 
 def json_object(request):
-    """The request's JSON body; BadBody saying why there is none to read (RequestDataTooBig: too long to)."""
+    """The request's JSON body. BadBody says why there is none; RequestDataTooBig (a 413) passes through."""
     if request.content_type != "application/json":
-        raise BadBody(f"Send the body as application/json, not {request.content_type or 'no content type'!r}.")
+        sent = f"not {request.content_type!r}" if request.content_type else "with a Content-Type header"
+        raise BadBody(f"Send the body as application/json, {sent}.")
     try:
         return json.loads(request.body)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:

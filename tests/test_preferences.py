@@ -193,7 +193,8 @@ def test_every_invalid_field_is_named_at_once_and_nothing_is_changed():
         ('"toasts"', "application/json", "JSON object"),
         ("null", "application/json", "JSON object"),
         ("toasts=false", "application/x-www-form-urlencoded", "application/json"),
-        ('{"toasts": false}', "text/plain", "application/json"),
+        ('{"toasts": false}', "text/plain", "application/json, not 'text/plain'"),
+        ('{"toasts": false}', "", "with a Content-Type header"),
     ],
 )
 def test_a_body_that_is_no_json_object_is_a_json_400(body, content_type, says):
