@@ -224,6 +224,7 @@ class PreferencesAdmin(admin.ModelAdmin):
         chosen_filter("push", ON_OFF),
     ]
     raw_id_fields = ["user"]
+    fields = ["user", *preferences.CHOICES, "applied", "updated_at"]
     readonly_fields = ["applied", "updated_at"]
 
     def get_search_fields(self, request):
