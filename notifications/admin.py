@@ -187,7 +187,10 @@ def chosen_filter(name, values):
         title = Preferences._meta.get_field(name).verbose_name
         parameter_name = name
         # What a row that follows the site's default holds: null, or "" in a text column.
-        stored = {"default": None if Preferences._meta.get_field(name).null else "", **{key: value for key, (value, _label) in values.items()}}
+        stored = {
+            "default": None if Preferences._meta.get_field(name).null else "",
+            **{key: value for key, (value, _label) in values.items()},
+        }
 
         def lookups(self, request, model_admin):
             return [("default", gettext("Site default")), *((key, label) for key, (_value, label) in values.items())]

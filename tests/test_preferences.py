@@ -83,7 +83,11 @@ def test_put_sets_every_field_and_get_reads_them_back():
         "muted_topics": ["model:auth.Group", "object:auth.user:05"],
     }
     body = ok(send(client, "put", chosen))
-    expected = {**chosen, "muted_kinds": ["model.updated", "admin.change"], "muted_topics": ["model:auth.group", "object:auth.user:5"]}
+    expected = {
+        **chosen,
+        "muted_kinds": ["model.updated", "admin.change"],
+        "muted_topics": ["model:auth.group", "object:auth.user:5"],
+    }
     assert body["preferences"] == expected  # stored in their canonical form, once each
     assert body["chosen"] == expected
     assert ok(client.get(URL)) == body
@@ -363,7 +367,11 @@ def preference_problems():
     [
         {},
         {"toasts": False, "digest": "weekly", "push": False, "language": "fr"},
-        {"language": "", "muted_kinds": ("model.updated", "admin.change"), "muted_topics": ["model:auth.group", "object:auth.user:5"]},
+        {
+            "language": "",
+            "muted_kinds": ("model.updated", "admin.change"),
+            "muted_topics": ["model:auth.group", "object:auth.user:5"],
+        },
     ],
 )
 def test_good_site_defaults_pass_the_check(defaults):

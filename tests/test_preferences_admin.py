@@ -88,7 +88,14 @@ def test_saving_in_the_admin_stores_through_the_api_and_tells_the_relays(control
         change_url(user), form(toasts="false", digest="hourly", muted_topics='["model:auth.Group"]', muted_kinds="[]")
     )
     assert response.status_code == 302, response.content
-    expected = {"toasts": False, "digest": "hourly", "push": True, "language": "", "muted_kinds": [], "muted_topics": ["model:auth.group"]}
+    expected = {
+        "toasts": False,
+        "digest": "hourly",
+        "push": True,
+        "language": "",
+        "muted_kinds": [],
+        "muted_topics": ["model:auth.group"],
+    }
     assert preferences.choices_for(user).as_json() == expected  # push left to the default again, the topic made canonical
     [message] = control_stream.preferences_messages()
     assert message["preferences"] == str(user.pk)
