@@ -136,3 +136,18 @@ def test_deleting_preferences_tells_the_relays_the_defaults(control_stream):
     assert not Preferences.objects.exists()
     [message] = control_stream.preferences_messages()
     assert json.loads(message["frame"])["preferences"] == preferences.applied(None).as_json()
+
+
+@transactional
+def test_deleting_in_bulk_tells_the_relays_of_each_user(control_stream):
+    users = [make_user() for _ in range(3)]
+    for user in users:
+        preferences.update(user, {"push": False})
+    control_stream.mark()
+    chosen = [str(user.pk) for user in users[:2]]
+    response = admin_client().post(CHANGELIST, {"action": "delete_selected", "_selected_action": chosen, "post": "yes"})
+    assert response.status_code == 302
+    assert sorted(Preferences.objects.values_list("user_id", flat=True)) == [users[2].pk]
+    messages = control_stream.preferences_messages()
+    assert sorted(message["preferences"] for message in messages) == sorted(chosen)
+    assert all(json.loads(message["frame"])["preferences"]["push"] is True for message in messages)
