@@ -47,6 +47,9 @@ class Event(models.Model):
     target_id = models.CharField(max_length=255, blank=True)
     target_repr = models.CharField(max_length=200, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    # What an admin or model event's title and body are written from in each reader's language
+    # (notifications.rendering): the actor's name, and an admin change's message as the log keeps it.
+    params = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     # Where it was published in the Redis stream (notifications.cursors); null while it waits in
     # the outbox, because Redis was unreachable when its transaction committed.

@@ -21,12 +21,13 @@ from django.http import JsonResponse
 from django.http.request import split_domain_port
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import decorator_from_middleware
+from django.utils import translation
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
-from . import feed, preferences, readstate, redisaddress, ticketauth
+from . import feed, preferences, readstate, redisaddress, rendering, ticketauth
 from .conf import WEBSOCKET_PATH, app_settings
 from .models import DigestFrequency, Preferences
 from .publishing import event_payload
@@ -195,10 +196,14 @@ def notification_list(request):
     if len(page) > limit:
         page = page[:limit]
         next_url = f"{request.path}?{urlencode({'limit': limit, 'before': page[-1].pk})}"
-    mutes = preferences.choices_for(request.user).mutes  # one query, whatever the page's length
+    choices = preferences.choices_for(request.user)  # one query, whatever the page's length
+    language, mutes = rendering.reader_language(choices.language or translation.get_language()), choices.mutes
     return JsonResponse(
         {
-            "results": [{**event_payload(event), "read": event.read, "muted": mutes.matches_event(event)} for event in page],
+            "results": [
+                {**rendering.rendered(event_payload(event), language), "read": event.read, "muted": mutes.matches_event(event)}
+                for event in page
+            ],
             "unread_count": unread,
             "next": next_url,
         }
