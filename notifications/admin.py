@@ -1,6 +1,7 @@
 """
 The Event admin: a read-only record of what was published, to whom, and the page that sends an
-announcement (users with the `notifications.send_announcement` permission).
+announcement (users with the `notifications.send_announcement` permission); users' push
+subscriptions.
 """
 
 from django import forms
@@ -12,7 +13,7 @@ from django.urls import path
 
 from .api import announce
 from .links import checked_url
-from .models import Audience, Event, Receipt
+from .models import Audience, Event, PushSubscription, Receipt
 
 RECIPIENTS_SHOWN = 20
 
@@ -96,3 +97,13 @@ class ReceiptAdmin(ReadOnlyAdmin):
     list_display = ["event", "user", "read_at"]
     list_select_related = ["event", "user"]
     raw_id_fields = ["event", "user"]
+
+
+@admin.register(PushSubscription)
+class PushSubscriptionAdmin(ReadOnlyAdmin):
+    """Users' devices (Web Push): seen, and deleted (the device gets no more pushes), never edited."""
+
+    list_display = ["id", "user", "user_agent", "created_at", "last_success_at", "last_failure_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "user_agent"]
+    raw_id_fields = ["user"]

@@ -8,12 +8,14 @@ not in the user's feed, 405 for a wrong method, and 503 with Retry-After while R
 database is unreachable (the widget then retries with its backoff instead of giving up).
 """
 
+import json
 import logging
 from functools import wraps
 from urllib.parse import urlencode
 
+from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.http.request import split_domain_port
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import decorator_from_middleware
@@ -25,6 +27,7 @@ from . import feed, readstate, redisaddress, ticketauth
 from .conf import WEBSOCKET_PATH, app_settings
 from .publishing import event_payload
 from .tickets import issue_ticket
+from .webpush import subscriptions, vapid
 
 try:
     from django_redis.exceptions import ConnectionInterrupted
@@ -214,3 +217,31 @@ def mark_read(request, event_id):
 def mark_all_read(request):
     readstate.mark_all_read(request.user)
     return JsonResponse({"unread_count": feed.unread_count(request.user)})
+
+
+@api_view("POST", "DELETE")
+def push_subscriptions(request):
+    """
+    Subscribe this device to Web Push (POST the browser's PushSubscription.toJSON(): 201, or 200
+    when the endpoint was known), or unsubscribe it (DELETE {"endpoint": ...}: 204). 404
+    push_disabled while the site has no VAPID keys.
+    """
+    if not vapid.enabled():
+        return json_error(404, "push_disabled", "Web Push is not configured on this site.")
+    try:
+        data = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return invalid({"__all__": ["The body is not JSON."]})
+    try:
+        if request.method == "DELETE":
+            subscriptions.unsubscribe(request.user, data)
+            return HttpResponse(status=204)
+        subscription, created = subscriptions.subscribe(request.user, data, request.headers.get("User-Agent", ""))
+    except ValidationError as error:
+        return invalid(error.message_dict)
+    return JsonResponse({"id": subscription.pk}, status=201 if created else 200)
+
+
+def invalid(errors):
+    """400 naming each field's problems: {"error": "invalid", "errors": {field: [message, ...]}}."""
+    return JsonResponse({"error": "invalid", "errors": errors}, status=400)
