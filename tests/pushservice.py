@@ -54,7 +54,7 @@ class Received:
     """One POST the push service took."""
 
     path: str
-    headers: dict
+    headers: dict  # names in lower case
     body: bytes
     status: int
     at: float
@@ -96,7 +96,8 @@ class PushService:
                 with service.arrived:
                     script = service.scripts.get(self.path) or []
                     status, retry_after = script.pop(0) if script else (201, None)
-                    service.received.append(Received(self.path, dict(self.headers), body, status, time.monotonic()))
+                    headers = {name.lower(): value for name, value in self.headers.items()}
+                    service.received.append(Received(self.path, headers, body, status, time.monotonic()))
                     service.arrived.notify_all()
                 self.send_response(status)
                 if retry_after is not None:

@@ -8,13 +8,14 @@ each of their devices when all of these hold:
 - the event is in their feed: an active user, who joined before it (feed.py says the same);
 - their preferences have push on, and do not mute the event's kind or topics (preferences.py);
 - they have no socket open on any relay (online.py): an open page shows the event already;
-- they were pushed fewer than NOTIFICATIONS_PUSH_RATE events in this minute, counted in Redis over
-  every relay.
+- they were pushed fewer than NOTIFICATIONS_PUSH_RATE events in the last minute, counted in Redis
+  over every relay.
 Two queries per event with subscribers (the subscriptions, the preferences), none without.
 """
 
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
 
@@ -128,22 +129,40 @@ def _wanting(event, user_ids, result):
     return user_ids - push_off - muted
 
 
-def rate_key(user_id, window):
-    """The counter of a user's pushes in one window, named after the stream (one Cluster slot with it)."""
-    return f"{redisconf.stream_key()}:push-rate:{user_id}:{window}"
+def rate_key(user_id):
+    """The user's recent pushes, named after the stream (one Cluster slot with it, so one script sees them all)."""
+    return f"{redisconf.stream_key()}:push-rate:{user_id}"
+
+
+# A sliding window: each key is a sorted set of the user's pushes in the last window, scored by
+# the time on Redis's clock (one clock for every relay). KEYS: the users' keys. ARGV: the rate,
+# the window in ms, a nonce. Returns 1 (pushed now, and counted) or 0 (over the rate) per key.
+RATE_SCRIPT = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local answers = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - tonumber(ARGV[2]))
+  if redis.call('ZCARD', key) < tonumber(ARGV[1]) then
+    redis.call('ZADD', key, now, ARGV[3] .. ':' .. i)
+    redis.call('PEXPIRE', key, ARGV[2])
+    answers[i] = 1
+  else
+    answers[i] = 0
+  end
+end
+return answers
+"""
 
 
 def _within_rate(redis, user_ids, result):
-    """Those users still under NOTIFICATIONS_PUSH_RATE this minute, each counted once more."""
+    """Those users pushed fewer than NOTIFICATIONS_PUSH_RATE events in the last minute, each counted once more."""
     if not user_ids:
         return set()
     ordered = sorted(user_ids)
-    window = int(time.time() // RATE_WINDOW)
-    pipe = redis.pipeline(transaction=False)
-    for user_id in ordered:
-        pipe.incr(rate_key(user_id, window))
-        pipe.expire(rate_key(user_id, window), 2 * RATE_WINDOW)
-    counts = pipe.execute()[::2]
-    over = {user_id for user_id, count in zip(ordered, counts) if count > app_settings.NOTIFICATIONS_PUSH_RATE}
+    answers = redis.register_script(RATE_SCRIPT)(
+        [rate_key(pk) for pk in ordered], [app_settings.NOTIFICATIONS_PUSH_RATE, RATE_WINDOW * 1000, uuid.uuid4().hex]
+    )
+    over = {pk for pk, allowed in zip(ordered, answers) if not allowed}
     result.skip("rate_limited", over)
     return user_ids - over

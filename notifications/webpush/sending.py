@@ -67,18 +67,22 @@ class Outcome:
 
 def message(event):
     """The JSON bytes pushed for an event (a dict as clients receive it), its body cut to fit."""
+
+    def encoded(body):
+        fields = {"title": event.get("title") or "", "body": body, "url": event.get("url") or "", "id": event.get("id")}
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+
     body = event.get("body") or ""
-    while True:
-        encoded = json.dumps(
-            {"title": event.get("title") or "", "body": body, "url": event.get("url") or "", "id": event.get("id")},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
-        excess = len(encoded) - MAX_MESSAGE
-        if excess <= 0 or not body:
-            return encoded
-        keep = len(body) - excess - len(ELLIPSIS.encode())  # a character is at least a byte
-        body = body[:keep].rstrip() + ELLIPSIS if keep > 0 else ""
+    if len(encoded(body)) <= MAX_MESSAGE:
+        return encoded(body)
+    kept, too_many = 0, len(body)  # the longest start of the body that fits with an ellipsis: bisected
+    while too_many - kept > 1:
+        middle = (kept + too_many) // 2
+        if len(encoded(body[:middle] + ELLIPSIS)) <= MAX_MESSAGE:
+            kept = middle
+        else:
+            too_many = middle
+    return encoded(body[:kept].rstrip() + ELLIPSIS)
 
 
 def urgency(event):
@@ -115,6 +119,8 @@ def send(delivery):
         if error.response is None:
             return Outcome(FAILED, reason=error.message)
         return outcome_of(error.response.status_code, error.retry_after)
+    except requests.TooManyRedirects:
+        return Outcome(FAILED, reason="the push service answered with a redirect, which is not followed")
     except requests.RequestException as error:
         return Outcome(RETRY, reason=f"{type(error).__name__}: {error}")
     return outcome_of(response.status_code)

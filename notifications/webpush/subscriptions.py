@@ -9,12 +9,14 @@ user make the relay POST into the site's own network.
 """
 
 import fnmatch
-from datetime import datetime, timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, router, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..conf import app_settings
@@ -75,7 +77,7 @@ def _expiration(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValidationError(_("expirationTime is milliseconds since the epoch, or null."))
     try:
-        return datetime.fromtimestamp(value / 1000, timezone.utc)
+        return datetime.fromtimestamp(value / 1000, dt_timezone.utc)
     except (OverflowError, ValueError, OSError):
         raise ValidationError(_("expirationTime is out of range.")) from None
 
@@ -126,3 +128,13 @@ def unsubscribe(user, data):
     if not isinstance(endpoint, str) or not endpoint:
         raise ValidationError({"endpoint": [_("Send the endpoint of the subscription to remove.")]})
     PushSubscription.objects.filter(user_id=user.pk, endpoint=endpoint).delete()
+
+
+def record(delivered, failed, gone):
+    """What pushing did, as lists of (subscription id, endpoint): when each last worked or failed; gone ones deleted."""
+    now = timezone.now()
+    for pairs, change in [(delivered, {"last_success_at": now}), (failed, {"last_failure_at": now})]:
+        if pairs:
+            PushSubscription.objects.filter(pk__in=[pk for pk, _ in pairs]).update(**change)
+    for pk, endpoint in gone:  # the push service said the endpoint is dead (404 or 410)
+        PushSubscription.objects.filter(pk=pk, endpoint=endpoint).delete()
