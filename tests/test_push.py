@@ -282,9 +282,8 @@ async def test_each_user_gets_at_most_the_push_rate_a_minute(push_relays, push_s
 # Several relays ----------------------------------------------------------------------------------
 
 
-async def test_two_relays_push_each_event_once(push_relays, push_service, redis):
-    await call(push_relays)
-    await call(push_relays)
+async def test_two_relays_push_each_event_once_and_leave_the_group_when_stopped(push_relays, push_service, redis):
+    relays = [await call(push_relays), await call(push_relays)]
     user = await call(make_user)
     device = push_service.device("phone")
     await call(subscribe, user, device)
@@ -294,8 +293,10 @@ async def test_two_relays_push_each_event_once(push_relays, push_service, redis)
 
     ids = sorted(message(each, device)["id"] for each in push_service.to(device))
     assert ids == sorted(event.pk for event in sent)
-    consumers = redis.xinfo_consumers(redisconf.stream_key(), GROUP)
-    assert len(consumers) == 2
+    assert len(redis.xinfo_consumers(redisconf.stream_key(), GROUP)) == 2
+    for relay in relays:
+        relay.stop()
+    assert redis.xinfo_consumers(redisconf.stream_key(), GROUP) == []
 
 
 async def test_an_entry_a_dead_relay_left_pending_is_pushed_by_another(push_relays, push_service, redis):
@@ -317,7 +318,7 @@ async def test_an_entry_a_dead_relay_left_pending_is_pushed_by_another(push_rela
     await asyncio.to_thread(settled, redis)
 
 
-async def test_a_relay_without_keys_pushes_nothing(relay_factory, push_service, redis):
+async def test_a_relay_without_keys_pushes_nothing(relay_factory, redis):
     if group_exists(redis):
         redis.xgroup_destroy(redisconf.stream_key(), GROUP)
     await call(relay_factory)
@@ -325,3 +326,9 @@ async def test_a_relay_without_keys_pushes_nothing(relay_factory, push_service, 
     await call(notify, user, "Nobody pushes this")
     await asyncio.sleep(1)
     assert not group_exists(redis)
+
+
+async def test_a_relay_with_keys_that_are_not_a_pair_does_not_start(relay_factory):
+    env = {"NOTIFICATIONS_VAPID_PUBLIC_KEY": vapid.generate()[1], "NOTIFICATIONS_VAPID_PRIVATE_KEY": PRIVATE, "NOTIFICATIONS_VAPID_SUBJECT": SUBJECT}
+    with pytest.raises(RuntimeError, match="notifications.E020"):
+        await call(relay_factory, extra_env=env)

@@ -40,9 +40,11 @@ IN_FLIGHT = 32
 # (sending.TRIES tries of HTTP_TIMEOUT seconds, MAX_RETRY_AFTER seconds apart at most).
 CLAIM_IDLE_MS = (sending.TRIES * (sending.HTTP_TIMEOUT + sending.MAX_RETRY_AFTER) + 60) * 1000
 CLAIM_INTERVAL = 30.0
+STOP_WAIT = 1.0
 
 
 def enabled():
+    """Whether this relay pushes: VAPID keys are set (and right: the relay does not start past check E020)."""
     return vapid.enabled()
 
 
@@ -72,6 +74,10 @@ class PushSender:
                 except bus.REDIS_DOWN:
                     await asyncio.sleep(next(delays))
                     continue
+                except Exception:
+                    logger.exception("Could not read the events stream for Web Push (trying again)")
+                    await asyncio.sleep(next(delays))
+                    continue
                 delays = bus.backoff_delays()
                 for entry_id, fields in entries:
                     await self.slots.acquire()
@@ -82,6 +88,15 @@ class PushSender:
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self._leave()
+
+    async def _leave(self):
+        """On a clean stop, leave the group unless entries are pending for this relay (others claim them later)."""
+        with contextlib.suppress(*bus.REDIS_DOWN, ResponseError, TimeoutError):
+            async with asyncio.timeout(STOP_WAIT):
+                pending = await self.redis.xpending_range(self.key, GROUP, "-", "+", 1, consumername=self.consumer)
+                if not pending:
+                    await self.redis.xgroup_delconsumer(self.key, GROUP, self.consumer)
 
     async def _read(self):
         """New entries for this relay, [(entry id, fields)]; the group made when missing (a new or emptied Redis)."""

@@ -17,10 +17,10 @@ else (400, 403, 413: the message or the VAPID key is wrong) is a failure not wor
 import json
 import logging
 import random
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from functools import lru_cache
 
 import requests
 from pywebpush import WebPushException, webpush
@@ -94,12 +94,15 @@ def topic(event):
     return f"event-{event.get('id')}"
 
 
-@lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _session():
-    """One HTTP session (kept-alive connections to the push services), following no redirect."""
-    session = requests.Session()
-    session.max_redirects = 0
-    return session
+    """This thread's HTTP session (kept-alive connections to the push services), following no redirect."""
+    if not hasattr(_local, "session"):
+        _local.session = requests.Session()
+        _local.session.max_redirects = 0
+    return _local.session
 
 
 def send(delivery):
