@@ -9,7 +9,9 @@ consumer group (settled()): the relay has decided about it, and the POST would h
 
 import asyncio
 import json
+import re
 import time
+import urllib.request
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -109,6 +111,14 @@ def subscribe(user, device):
     )
     assert response.status_code == 201, response.content
     return response.json()["id"]
+
+
+def metric(relay, name):
+    """{label value: count} of a counter on the relay's /metrics (its operations address)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{relay.ops_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.findall(rf'^{name}_total{{\w+="(\w+)"}} ([0-9.]+)$', text, re.MULTILINE)
+    return {label: float(value) for label, value in found}
 
 
 def message(received, device):
@@ -260,11 +270,12 @@ async def test_a_push_that_keeps_failing_is_given_up_and_logged(push_relays, pus
     row = await call(subscription, pk)
     assert row.last_failure_at is not None and row.last_success_at is None
     assert f"to subscription {pk} after 4 tries: 502" in relay.output()
+    assert metric(relay, "wsserver_pushes") == {"failed": 1, "retried": 3}
     assert "/push/broken" not in relay.output()  # an endpoint is never logged
 
 
 async def test_each_user_gets_at_most_the_push_rate_a_minute(push_relays, push_service, redis):
-    await call(push_relays, NOTIFICATIONS_PUSH_RATE="2")
+    relay = await call(push_relays, NOTIFICATIONS_PUSH_RATE="2")
     busy, calm = await call(make_user), await call(make_user)
     busy_device, calm_device = push_service.device("busy"), push_service.device("calm")
     await call(subscribe, busy, busy_device)
@@ -277,6 +288,8 @@ async def test_each_user_gets_at_most_the_push_rate_a_minute(push_relays, push_s
     assert len(push_service.to(busy_device)) == 2
     assert {message(each, busy_device)["id"] for each in push_service.to(busy_device)} <= {event.pk for event in sent}
     assert len(push_service.to(calm_device)) == 1
+    assert metric(relay, "wsserver_push_skipped") == {"rate_limited": 2}
+    assert metric(relay, "wsserver_pushes") == {"delivered": 3}
 
 
 # Several relays ----------------------------------------------------------------------------------

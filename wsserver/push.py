@@ -49,6 +49,8 @@ def enabled():
 
 
 class PushSender:
+    """This relay's member of the consumer group: reads or claims entries, pushes each, acknowledges it."""
+
     def __init__(self, redis):
         self.redis = redis
         self.key = redisconf.stream_key()
@@ -99,33 +101,13 @@ class PushSender:
                     await self.redis.xgroup_delconsumer(self.key, GROUP, self.consumer)
 
     async def _read(self):
-        """New entries for this relay, [(entry id, fields)]; the group made when missing (a new or emptied Redis)."""
-        try:
-            response = await self.redis.xreadgroup(GROUP, self.consumer, {self.key: ">"}, count=BATCH, block=bus.BLOCK_MS)
-        except ResponseError as error:
-            if "NOGROUP" not in str(error):
-                raise
-            await self._create_group()
-            return []
+        """New entries for this relay: [(entry id, fields)]."""
+        response = await self._in_group(self.redis.xreadgroup(GROUP, self.consumer, {self.key: ">"}, count=BATCH, block=bus.BLOCK_MS))
         return [entry for _stream, entries in response or () for entry in entries]
-
-    async def _create_group(self):
-        """The group, reading from what is published from now on (MKSTREAM: before the first event, too)."""
-        try:
-            await self.redis.xgroup_create(self.key, GROUP, id="$", mkstream=True)
-        except ResponseError as error:
-            if "BUSYGROUP" not in str(error):  # another relay made it first
-                raise
 
     async def _claim(self):
         """Entries other relays (or this one, before a Redis outage) left pending too long, now this relay's."""
-        try:
-            claimed = await self.redis.xautoclaim(self.key, GROUP, self.consumer, CLAIM_IDLE_MS, count=BATCH, justid=True)
-        except ResponseError as error:
-            if "NOGROUP" not in str(error):
-                raise
-            await self._create_group()
-            return []
+        claimed = await self._in_group(self.redis.xautoclaim(self.key, GROUP, self.consumer, CLAIM_IDLE_MS, count=BATCH, justid=True))
         if not claimed:
             return []
         pipe = self.redis.pipeline(transaction=False)
@@ -134,6 +116,23 @@ class PushSender:
         found = await pipe.execute()
         # An entry trimmed from the stream meanwhile has no fields left: it is acknowledged unpushed.
         return [(entry_id, entries[0][1] if entries else None) for entry_id, entries in zip(claimed, found)]
+
+    async def _in_group(self, command):
+        """
+        Await a command of the group; None, after making the group, when there is none yet (the
+        first relay, a new Redis, or one that lost its data): it reads what is published from now on.
+        """
+        try:
+            return await command
+        except ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+        try:
+            await self.redis.xgroup_create(self.key, GROUP, id="$", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):  # another relay made it first
+                raise
+        return None
 
     async def _push(self, entry_id, fields):
         """Push one entry to the devices it is for, then acknowledge it (not after an outage: it is claimed again)."""

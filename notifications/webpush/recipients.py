@@ -84,7 +84,7 @@ def subscriptions_for(users, groups, audiences, created_at):
     return subscriptions.order_by("pk")
 
 
-def plan(fields, redis=None):
+def plan(fields):
     """The Plan of a stream entry's fields (as the relay reads them: str)."""
     event_id, routes, event_json, created_us = decode_message(fields)
     result = Plan(event_id)
@@ -104,7 +104,7 @@ def plan(fields, redis=None):
     event = json.loads(event_json)
     wanted = _wanting(event, {row[1] for row in subscriptions}, result)
     if wanted:
-        redis = redis or redisconf.connection()
+        redis = redisconf.connection()
         online = connected_users(wanted, redis)
         result.skip("online", online)
         wanted = _within_rate(redis, wanted - online, result)
