@@ -222,6 +222,24 @@ async def test_object_events_are_not_pushed(push_relays, push_service, redis):
     assert push_service.to(device) == []
 
 
+async def test_no_push_goes_to_a_service_not_on_the_list_any_more(push_relays, push_service, redis):
+    await call(push_relays)
+    user = await call(make_user)
+    removed = PushService()  # a service the site no longer sends to, with a device subscribed before
+    try:
+        device = removed.device("before")
+        keys = device.to_json()["keys"]
+        await call(PushSubscription.objects.create, user=user, endpoint=device.endpoint, p256dh=keys["p256dh"], auth=keys["auth"])
+        listed = push_service.device("listed")
+        await call(subscribe, user, listed)
+
+        await call(notify, user, "Only where allowed")
+        await asyncio.to_thread(settled, redis)
+        assert removed.to(device) == [] and len(push_service.to(listed)) == 1
+    finally:
+        removed.close()
+
+
 # What the push service answers -------------------------------------------------------------------
 
 

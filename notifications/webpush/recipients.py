@@ -30,6 +30,7 @@ from ..online import connected_users
 from ..preferences import choices_of, event_topics
 from ..publishing import decode_message
 from . import sending
+from .subscriptions import endpoint_allowed
 
 RATE_WINDOW = 60
 
@@ -94,11 +95,9 @@ def plan(fields):
     created = time.time() if created_us is None else created_us / 1e6
     if time.time() - created > app_settings.NOTIFICATIONS_PUSH_TTL:
         return result  # read too late (the relays were down): its push would have expired
-    subscriptions = list(
-        subscriptions_for(users, groups, audiences, datetime.fromtimestamp(created, dt_timezone.utc)).values_list(
-            "pk", "user_id", "endpoint", "p256dh", "auth"
-        )
-    )
+    rows = subscriptions_for(users, groups, audiences, datetime.fromtimestamp(created, dt_timezone.utc))
+    # Checked again here: NOTIFICATIONS_PUSH_SERVICES may have lost a service since a device subscribed.
+    subscriptions = [row for row in rows.values_list("pk", "user_id", "endpoint", "p256dh", "auth") if endpoint_allowed(row[2])]
     if not subscriptions:
         return result
     event = json.loads(event_json)
