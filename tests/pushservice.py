@@ -82,7 +82,7 @@ def verify_vapid(authorization, public_key, audience):
 
 
 class PushService:
-    """The HTTP server; `respond(path, [(status, retry_after), ...])` scripts the answers to one endpoint."""
+    """The HTTP server; respond() scripts the answers to one endpoint (else 201)."""
 
     def __init__(self):
         self.received = []
@@ -95,10 +95,11 @@ class PushService:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with service.arrived:
                     script = service.scripts.get(self.path) or []
-                    status, retry_after = script.pop(0) if script else (201, None)
+                    status, retry_after, delay = script.pop(0) if script else (201, None, 0)
                     headers = {name.lower(): value for name, value in self.headers.items()}
                     service.received.append(Received(self.path, headers, body, status, time.monotonic()))
                     service.arrived.notify_all()
+                time.sleep(delay)
                 self.send_response(status)
                 if retry_after is not None:
                     self.send_header("Retry-After", str(retry_after))
@@ -117,8 +118,9 @@ class PushService:
         return Device(f"{self.origin}/push/{name}")
 
     def respond(self, path, answers):
+        """The next answers to POSTs to `path`: (status, Retry-After or None[, seconds to wait before answering])."""
         with self.arrived:
-            self.scripts[path] = list(answers)
+            self.scripts[path] = [(*answer, 0)[:3] for answer in answers]
 
     def to(self, device):
         """What arrived for one device."""

@@ -349,6 +349,25 @@ async def test_an_entry_a_dead_relay_left_pending_is_pushed_by_another(push_rela
     await asyncio.to_thread(settled, redis)
 
 
+async def test_a_relay_stopped_mid_push_hands_the_event_over_to_another(push_relays, push_service, redis):
+    first = await call(push_relays)
+    user = await call(make_user)
+    device = push_service.device("slow")
+    await call(subscribe, user, device)
+    push_service.respond("/push/slow", [(201, None, 3)])  # answers after 3 s
+
+    event = await call(notify, user, "Handed over")
+    await asyncio.to_thread(push_service.wait_for, device, 1)
+    await asyncio.to_thread(first.stop)  # while it waits for the answer
+    started = time.monotonic()
+    await call(push_relays)
+
+    second = (await asyncio.to_thread(push_service.wait_for, device, 2))[1]
+    assert second.at - started < 10  # not CLAIM_IDLE_MS later
+    assert message(second, device)["id"] == event.pk
+    await asyncio.to_thread(settled, redis)
+
+
 async def test_a_relay_without_keys_pushes_nothing(relay_factory, redis):
     if group_exists(redis):
         redis.xgroup_destroy(redisconf.stream_key(), GROUP)

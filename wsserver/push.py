@@ -5,7 +5,8 @@ The relays read the events stream together as one Redis consumer group (GROUP), 
 goes to one of them (XREADGROUP), which acknowledges it (XACK) once every push it makes is
 delivered, gone or given up. An entry a relay took and never acknowledged (it was killed, lost
 Redis or the database meanwhile) stays pending; after CLAIM_IDLE_MS any relay claims it
-(XAUTOCLAIM) and pushes it again. A device may then get a message twice: the service worker
+(XAUTOCLAIM) and pushes it again; a relay that stops cleanly hands its pending entries over at
+once. A device may then get a message twice: the service worker
 shows both under one tag (the event's), and the push service replaces an undelivered one with
 the same Topic, so a user sees it once.
 
@@ -41,6 +42,8 @@ IN_FLIGHT = 32
 CLAIM_IDLE_MS = (sending.TRIES * (sending.HTTP_TIMEOUT + sending.MAX_RETRY_AFTER) + 60) * 1000
 CLAIM_INTERVAL = 30.0
 STOP_WAIT = 1.0
+# Pending entries a stopping relay hands over (more wait for CLAIM_IDLE_MS).
+HAND_OVER = 1000
 
 
 def enabled():
@@ -93,11 +96,18 @@ class PushSender:
             await self._leave()
 
     async def _leave(self):
-        """On a clean stop, leave the group unless entries are pending for this relay (others claim them later)."""
+        """
+        On a clean stop: entries still pending here are handed over (marked idle for CLAIM_IDLE_MS,
+        so another relay's next claim takes them, within CLAIM_INTERVAL); with none, this relay
+        leaves the group.
+        """
         with contextlib.suppress(*bus.REDIS_DOWN, ResponseError, TimeoutError):
             async with asyncio.timeout(STOP_WAIT):
-                pending = await self.redis.xpending_range(self.key, GROUP, "-", "+", 1, consumername=self.consumer)
-                if not pending:
+                pending = await self.redis.xpending_range(self.key, GROUP, "-", "+", HAND_OVER, consumername=self.consumer)
+                if pending:
+                    ids = [each["message_id"] for each in pending]
+                    await self.redis.xclaim(self.key, GROUP, self.consumer, 0, ids, idle=CLAIM_IDLE_MS, justid=True)
+                else:
                     await self.redis.xgroup_delconsumer(self.key, GROUP, self.consumer)
 
     async def _read(self):
