@@ -15,8 +15,8 @@ from django.template import engines
 from django.template.backends.django import DjangoTemplates
 
 from . import redisaddress, redisconf, ticketauth
-from .webpush import vapid
 from .conf import app_settings
+from .webpush import vapid
 
 WIDGET_SCRIPT = "notifications/widget.js"
 CONTEXT_PROCESSORS = ("django.template.context_processors.request", "django.contrib.auth.context_processors.auth")
