@@ -1,4 +1,4 @@
-"""Web Push's pure parts: the message an event becomes, what a push service's answer means, and old events."""
+"""Web Push's parts without a relay: the message an event becomes, what a push service's answer means, who is pushed."""
 
 import json
 import time
@@ -7,7 +7,12 @@ from email.utils import format_datetime
 
 import pytest
 
+from notifications import cursors, notify, preferences, publishing
+from notifications.models import PushSubscription
 from notifications.webpush import recipients, sending
+
+from .factories import make_user
+from .pushservice import Device
 
 
 def test_the_message_is_title_body_url_id_and_nothing_else():
@@ -57,3 +62,23 @@ def test_an_event_read_after_its_ttl_is_not_pushed(settings):
     fields = {"id": "5", "routes": '["inbox:all"]', "event": json.dumps({"id": 5, "title": "old"}), "at": str(old)}
     plan = recipients.plan(fields)  # no query and no Redis: it stops before either
     assert plan.deliveries == [] and plan.event_id == 5
+
+
+@pytest.mark.django_db
+def test_a_plan_looks_addressees_up_a_thousand_at_a_time(settings, monkeypatch, django_assert_num_queries):
+    settings.NOTIFICATIONS_PUSH_SERVICES = ["https://push.example.net"]
+    monkeypatch.setattr(recipients, "USERS_AT_ONCE", 2)
+    users = [make_user() for _ in range(5)]
+    for n, user in enumerate(users):
+        keys = Device("unused").to_json()["keys"]
+        PushSubscription.objects.create(user=user, endpoint=f"https://push.example.net/{n}", p256dh=keys["p256dh"], auth=keys["auth"])
+    preferences.update(users[1], {"push": False}, partial=True)
+    event = notify(users, "To five")
+    published = publishing.message(event, publishing.stored_routes(event))
+    fields = {"id": str(event.pk), "routes": published.routes, "event": published.payload, "at": str(cursors.epoch_us(event.created_at))}
+
+    with django_assert_num_queries(1 + 3):  # the subscriptions, then the preferences of 2 + 2 + 1 users
+        plan = recipients.plan(fields)
+
+    assert sorted(each.user_id for each in plan.deliveries) == sorted(user.pk for user in users if user != users[1])
+    assert plan.skipped == {"push_off": 1}
