@@ -22,6 +22,7 @@ from notifications.models import PushSubscription
 from notifications.webpush import vapid
 from wsserver.push import GROUP
 
+from . import redis_deployments
 from .aio import call, live_servers
 from .factories import login, make_group, make_user
 from .pushservice import PushService, verify_vapid
@@ -67,7 +68,8 @@ def push_relays(relay_factory, push_service, redis):
     )
     site.enable()
 
-    def start(**env):
+    def start(through=redis, **env):
+        """A relay pushing to the test's service; `through`: a client of the Redis it reads, when not the test run's."""
         started = relay_factory(
             settings_module="tests.settings_push",
             extra_env={
@@ -78,7 +80,7 @@ def push_relays(relay_factory, push_service, redis):
                 **env,
             },
         )
-        wait_for(lambda: group_exists(redis), "the relay's consumer group")
+        wait_for(lambda: group_exists(through), "the relay's consumer group")
         return started
 
     yield start
@@ -366,6 +368,28 @@ async def test_a_relay_stopped_mid_push_hands_the_event_over_to_another(push_rel
     assert second.at - started < 10  # not CLAIM_IDLE_MS later
     assert message(second, device)["id"] == event.pk
     await asyncio.to_thread(settled, redis)
+
+
+async def test_pushes_through_a_redis_cluster(push_relays, push_service):
+    """The consumer group, the rate counters of several users (one script) and who is online, all in the stream's hash slot."""
+    redis_deployments.require_binaries("Web Push through a Redis Cluster")
+    cluster = await asyncio.to_thread(redis_deployments.ClusterDeployment)
+    client = redisaddress.client(cluster.url, decode_responses=True)
+    try:
+        with override_settings(NOTIFICATIONS_REDIS_URL=cluster.url):
+            await call(push_relays, through=client, NOTIFICATIONS_REDIS_URL=cluster.url)
+            users = [await call(make_user), await call(make_user)]
+            devices = [push_service.device(f"cluster-{n}") for n in range(2)]
+            for user, device in zip(users, devices):
+                await call(subscribe, user, device)
+            event = await call(notify, users, "Through the cluster")
+            for device in devices:
+                [received] = await asyncio.to_thread(push_service.wait_for, device, 1)
+                assert message(received, device)["id"] == event.pk
+            await asyncio.to_thread(settled, client)
+    finally:
+        client.close()
+        await asyncio.to_thread(cluster.stop)
 
 
 async def test_a_relay_without_keys_pushes_nothing(relay_factory, redis):
