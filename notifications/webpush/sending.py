@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import requests
-from pywebpush import WebPushException, webpush
 
 from ..conf import app_settings
 from . import vapid
@@ -107,6 +106,9 @@ def _session():
 
 def send(delivery):
     """POST one delivery to its push service (blocking: the relay runs it in a thread); its Outcome."""
+    # Imported here: pywebpush imports aiohttp (0.1 s), which only a relay that pushes needs to pay.
+    from pywebpush import WebPushException, webpush
+
     try:
         response = webpush(
             {"endpoint": delivery.endpoint, "keys": {"p256dh": delivery.p256dh, "auth": delivery.auth}},
