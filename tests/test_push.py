@@ -20,7 +20,8 @@ from django.test import override_settings
 from notifications import announce, notify, online, preferences, redisaddress, redisconf
 from notifications.models import PushSubscription
 from notifications.webpush import vapid
-from wsserver.push import GROUP
+from wsserver import bus
+from wsserver.push import CLAIM_IDLE_MS, GROUP, PushSender
 
 from . import redis_deployments
 from .aio import call, live_servers
@@ -406,3 +407,22 @@ async def test_a_relay_with_keys_that_are_not_a_pair_does_not_start(relay_factor
     env = {"NOTIFICATIONS_VAPID_PUBLIC_KEY": vapid.generate()[1], "NOTIFICATIONS_VAPID_PRIVATE_KEY": PRIVATE, "NOTIFICATIONS_VAPID_SUBJECT": SUBJECT}
     with pytest.raises(RuntimeError, match="notifications.E020"):
         await call(relay_factory, extra_env=env)
+
+
+async def test_a_relay_marks_the_entries_it_holds_so_no_other_claims_them(redis, push_relays):
+    """However long an entry takes (an announcement to many devices), its relay keeps it from the others' claims."""
+    key = redisconf.stream_key()
+    redis.xgroup_create(key, GROUP, id="$", mkstream=True)
+    entry_id = redis.xadd(key, {"id": "0", "event": "{}", "routes": "[]", "at": "0"})  # an event for nobody
+    sender = PushSender(bus.connect())
+    try:
+        redis.xreadgroup(GROUP, sender.consumer, {key: ">"}, count=1)
+        redis.xclaim(key, GROUP, sender.consumer, 0, [entry_id], idle=CLAIM_IDLE_MS + 1, justid=True)  # as if long held
+        sender.in_flight.add(entry_id)
+        await sender.mark_in_flight()
+        [pending] = redis.xpending_range(key, GROUP, "-", "+", 10)
+        assert pending["consumer"] == sender.consumer and pending["time_since_delivered"] < 1000
+        assert redis.xautoclaim(key, GROUP, "another-relay", CLAIM_IDLE_MS, justid=True) == []
+    finally:
+        await sender.redis.aclose()
+        redis.xdel(key, entry_id)

@@ -3,12 +3,13 @@ Web Push from the relays: each inbox event pushed once, whatever the number of r
 
 The relays read the events stream together as one Redis consumer group (GROUP), so each entry
 goes to one of them (XREADGROUP), which acknowledges it (XACK) once every push it makes is
-delivered, gone or given up. An entry a relay took and never acknowledged (it was killed, lost
-Redis or the database meanwhile) stays pending; after CLAIM_IDLE_MS any relay claims it
-(XAUTOCLAIM) and pushes it again; a relay that stops cleanly hands its pending entries over at
-once. A device may then get a message twice: the service worker
-shows both under one tag (the event's), and the push service replaces an undelivered one with
-the same Topic, so a user sees it once.
+delivered, gone or given up. Every CLAIM_INTERVAL a relay marks the entries it holds as fresh
+(however long an announcement to many devices takes); an entry its relay stopped marking (it
+was killed, or lost Redis or the database meanwhile) is claimed by any relay after
+CLAIM_IDLE_MS (XAUTOCLAIM) and pushed again, and a relay that stops cleanly hands its entries
+over at once. A device may then get a message twice: the service worker shows both under one
+tag (the event's), and the push service replaces an undelivered one with the same Topic, so a
+user sees it once.
 
 Who gets what is notifications.webpush's to decide (recipients.py), in a thread, as are the
 POSTs (sending.py): this module only reads, schedules the retries (Retry-After, or backoff) and
@@ -37,10 +38,11 @@ GROUP = "push"
 BATCH = 50
 # Entries pushed at once by one relay; the next read waits for a free slot.
 IN_FLIGHT = 32
-# An entry pending for this long is taken as abandoned: longer than one can take to push
-# (sending.TRIES tries of HTTP_TIMEOUT seconds, MAX_RETRY_AFTER seconds apart at most).
-CLAIM_IDLE_MS = (sending.TRIES * (sending.HTTP_TIMEOUT + sending.MAX_RETRY_AFTER) + 60) * 1000
+# Seconds between passes claiming abandoned entries, and between the marks a relay puts on the
+# entries it is pushing (XCLAIM to itself) so that none is taken from it however long it takes.
 CLAIM_INTERVAL = 30.0
+# An entry left unmarked this long is taken as abandoned (its relay died, or lost Redis).
+CLAIM_IDLE_MS = 4 * int(CLAIM_INTERVAL * 1000)
 STOP_WAIT = 1.0
 # Pending entries a stopping relay hands over (more wait for CLAIM_IDLE_MS).
 HAND_OVER = 1000
@@ -61,12 +63,14 @@ class PushSender:
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.slots = asyncio.Semaphore(IN_FLIGHT)
         self.tasks = set()
+        self.in_flight = set()  # ids of the entries read here and not done with yet
 
     async def run(self):
         """Read, claim and push until cancelled; Redis outages are waited out with backoff."""
         delays = bus.backoff_delays()
         claim_at = 0.0
         loop = asyncio.get_running_loop()
+        marking = asyncio.create_task(self._keep_marking())
         try:
             while True:
                 try:
@@ -84,16 +88,28 @@ class PushSender:
                     await asyncio.sleep(next(delays))
                     continue
                 delays = bus.backoff_delays()
+                self.in_flight.update(entry_id for entry_id, _fields in entries)  # marked from now on
                 for entry_id, fields in entries:
                     await self.slots.acquire()
                     task = asyncio.create_task(self._push(entry_id, fields))
                     self.tasks.add(task)
                     task.add_done_callback(self.tasks.discard)
         finally:
-            for task in self.tasks:
+            for task in [marking, *self.tasks]:
                 task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await asyncio.gather(marking, *self.tasks, return_exceptions=True)
             await self._leave()
+
+    async def _keep_marking(self):
+        while True:
+            await asyncio.sleep(CLAIM_INTERVAL)
+            with contextlib.suppress(*bus.REDIS_DOWN, ResponseError):
+                await self.mark_in_flight()
+
+    async def mark_in_flight(self):
+        """Mark the entries held here as just read (idle 0): no relay claims them while this one works on them."""
+        if self.in_flight:
+            await self.redis.xclaim(self.key, GROUP, self.consumer, 0, sorted(self.in_flight), justid=True)
 
     async def _leave(self):
         """
@@ -162,6 +178,7 @@ class PushSender:
             with contextlib.suppress(*bus.REDIS_DOWN):
                 await self.redis.xack(self.key, GROUP, entry_id)
         finally:
+            self.in_flight.discard(entry_id)
             self.slots.release()
 
     async def _deliver(self, event_id, delivery):
