@@ -58,6 +58,9 @@ DEFAULTS = {
         "https://web.push.apple.com",
         "https://*.notify.windows.com",
     ],
+    # Whether sockets may announce themselves on object topics and see who else has the object
+    # open (notifications.presence; the `presence` command and frames of protocol.md).
+    "NOTIFICATIONS_PRESENCE": True,
     # ws:// or wss:// URL browsers use to reach the relay; empty: derived from the request host.
     "WSSERVER_PUBLIC_URL": "",
     # Port the derived WSSERVER_PUBLIC_URL points at (runwsserver's default port).
