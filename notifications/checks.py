@@ -270,7 +270,7 @@ def check_push(app_configs, **kwargs):
                 f"Web Push is misconfigured: {key_problem}.",
                 hint="Run `python manage.py generate_vapid_keys` and copy both lines it prints into your settings "
                 "(keep the private key secret); leave both keys empty to turn Web Push off.",
-                id="notifications.E020",
+                id="notifications.E030",
             )
         )
     subject_problem = vapid.subject_problem()
@@ -280,7 +280,7 @@ def check_push(app_configs, **kwargs):
                 f"Web Push is misconfigured: {subject_problem}.",
                 hint="Set NOTIFICATIONS_VAPID_SUBJECT = 'mailto:ops@example.com' (or an https: URL of the site): "
                 "push services write there when this site's pushes cause trouble.",
-                id="notifications.E021",
+                id="notifications.E031",
             )
         )
     for name in ("NOTIFICATIONS_PUSH_RATE", "NOTIFICATIONS_PUSH_TTL"):
@@ -291,7 +291,7 @@ def check_push(app_configs, **kwargs):
                     f"{name} must be a whole number above 0, not {value!r}.",
                     hint="NOTIFICATIONS_PUSH_RATE: pushes a minute per user (default 10); NOTIFICATIONS_PUSH_TTL: "
                     "seconds a push service keeps a message for an offline device (default 86400).",
-                    id="notifications.E022",
+                    id="notifications.E032",
                 )
             )
     malformed = _malformed_services(app_settings.NOTIFICATIONS_PUSH_SERVICES)
@@ -301,7 +301,7 @@ def check_push(app_configs, **kwargs):
                 f"NOTIFICATIONS_PUSH_SERVICES must be a list of origins; {malformed[0]!r} is not one.",
                 hint="List origins such as 'https://fcm.googleapis.com' or 'https://*.notify.windows.com' (no path): "
                 "subscriptions to any other endpoint are refused.",
-                id="notifications.E023",
+                id="notifications.E033",
             )
         )
     return errors

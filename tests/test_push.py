@@ -405,7 +405,7 @@ async def test_a_relay_without_keys_pushes_nothing(relay_factory, redis):
 
 async def test_a_relay_with_keys_that_are_not_a_pair_does_not_start(relay_factory):
     env = {"NOTIFICATIONS_VAPID_PUBLIC_KEY": vapid.generate()[1], "NOTIFICATIONS_VAPID_PRIVATE_KEY": PRIVATE, "NOTIFICATIONS_VAPID_SUBJECT": SUBJECT}
-    with pytest.raises(RuntimeError, match="notifications.E020"):
+    with pytest.raises(RuntimeError, match="notifications.E030"):
         await call(relay_factory, extra_env=env)
 
 

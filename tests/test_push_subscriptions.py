@@ -67,17 +67,17 @@ def test_generate_vapid_keys_prints_a_pair_the_checks_accept():
     "overrides, expected",
     [
         ({"NOTIFICATIONS_VAPID_PUBLIC_KEY": "", "NOTIFICATIONS_VAPID_PRIVATE_KEY": ""}, []),  # push off
-        ({"NOTIFICATIONS_VAPID_PRIVATE_KEY": ""}, ["notifications.E020"]),
-        ({"NOTIFICATIONS_VAPID_PRIVATE_KEY": "not base64!"}, ["notifications.E020"]),
-        ({"NOTIFICATIONS_VAPID_PRIVATE_KEY": b64url(b"short")}, ["notifications.E020"]),
-        ({"NOTIFICATIONS_VAPID_PUBLIC_KEY": vapid.generate()[1]}, ["notifications.E020"]),  # not the pair's
-        ({"NOTIFICATIONS_VAPID_SUBJECT": ""}, ["notifications.E021"]),
-        ({"NOTIFICATIONS_VAPID_SUBJECT": "ops@example.com"}, ["notifications.E021"]),
+        ({"NOTIFICATIONS_VAPID_PRIVATE_KEY": ""}, ["notifications.E030"]),
+        ({"NOTIFICATIONS_VAPID_PRIVATE_KEY": "not base64!"}, ["notifications.E030"]),
+        ({"NOTIFICATIONS_VAPID_PRIVATE_KEY": b64url(b"short")}, ["notifications.E030"]),
+        ({"NOTIFICATIONS_VAPID_PUBLIC_KEY": vapid.generate()[1]}, ["notifications.E030"]),  # not the pair's
+        ({"NOTIFICATIONS_VAPID_SUBJECT": ""}, ["notifications.E031"]),
+        ({"NOTIFICATIONS_VAPID_SUBJECT": "ops@example.com"}, ["notifications.E031"]),
         ({"NOTIFICATIONS_VAPID_SUBJECT": "https://example.com/contact"}, []),
-        ({"NOTIFICATIONS_PUSH_RATE": 0}, ["notifications.E022"]),
-        ({"NOTIFICATIONS_PUSH_TTL": "1d"}, ["notifications.E022"]),
-        ({"NOTIFICATIONS_PUSH_SERVICES": "https://fcm.googleapis.com"}, ["notifications.E023"]),
-        ({"NOTIFICATIONS_PUSH_SERVICES": ["https://fcm.googleapis.com/fcm/send"]}, ["notifications.E023"]),
+        ({"NOTIFICATIONS_PUSH_RATE": 0}, ["notifications.E032"]),
+        ({"NOTIFICATIONS_PUSH_TTL": "1d"}, ["notifications.E032"]),
+        ({"NOTIFICATIONS_PUSH_SERVICES": "https://fcm.googleapis.com"}, ["notifications.E033"]),
+        ({"NOTIFICATIONS_PUSH_SERVICES": ["https://fcm.googleapis.com/fcm/send"]}, ["notifications.E033"]),
     ],
 )
 def test_push_settings_checks(overrides, expected):

@@ -49,7 +49,7 @@ HAND_OVER = 1000
 
 
 def enabled():
-    """Whether this relay pushes: VAPID keys are set (and right: the relay does not start past check E020)."""
+    """Whether this relay pushes: VAPID keys are set (and right: the relay does not start past check E030)."""
     return vapid.enabled()
 
 

@@ -53,7 +53,7 @@ def public_key_of(private_key):
 
 
 def enabled():
-    """Whether pushing is on: both keys are set (checks E020 and E021 say whether they are right)."""
+    """Whether pushing is on: both keys are set (checks E030 and E031 say whether they are right)."""
     return bool(app_settings.NOTIFICATIONS_VAPID_PUBLIC_KEY and app_settings.NOTIFICATIONS_VAPID_PRIVATE_KEY)
 
 
