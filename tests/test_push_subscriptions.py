@@ -211,3 +211,14 @@ def test_the_widget_names_the_endpoint_and_service_worker_and_the_key_only_when_
     assert "vapid-public-key" not in config
     with push_on:
         assert widget_config(user)["vapid-public-key"] == PUBLIC
+
+
+@push_on
+def test_a_body_that_is_not_json_gets_400_and_one_too_large_413(settings):
+    client = client_for(make_user())
+    response = client.post(URL, json.dumps(VALID), content_type="text/plain")
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["__all__"])
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = send(client, "post", {**VALID, "padding": "x" * 200})
+    assert (response.status_code, response.json()["error"]) == (413, "too_large")
+    assert not PushSubscription.objects.exists()
