@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.http.request import split_domain_port
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import decorator_from_middleware
@@ -32,6 +32,7 @@ from .conf import WEBSOCKET_PATH, app_settings
 from .models import DigestFrequency, Preferences
 from .publishing import event_payload
 from .tickets import issue_ticket
+from .webpush import subscriptions, vapid
 
 try:
     from django_redis.exceptions import ConnectionInterrupted
@@ -281,3 +282,28 @@ def preferences_view(request):
         except ValidationError as error:
             return invalid(error.message_dict)
     return JsonResponse(preferences_body(request.user))
+
+
+@api_view("POST", "DELETE")
+def push_subscriptions(request):
+    """
+    Subscribe this device to Web Push (POST the browser's PushSubscription.toJSON(): 201, or 200
+    when the endpoint was known), or unsubscribe it (DELETE {"endpoint": ...}: 204). 404
+    push_disabled while the site has no VAPID keys.
+    """
+    if not vapid.enabled():
+        return json_error(404, "push_disabled", "Web Push is not configured on this site.")
+    try:
+        data = json_object(request)
+    except RequestDataTooBig:
+        return json_error(413, "too_large", f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+    except BadBody as error:
+        return invalid({"__all__": [str(error)]})
+    try:
+        if request.method == "DELETE":
+            subscriptions.unsubscribe(request.user, data)
+            return HttpResponse(status=204)
+        subscription, created = subscriptions.subscribe(request.user, data, request.headers.get("User-Agent", ""))
+    except ValidationError as error:
+        return invalid(error.message_dict)
+    return JsonResponse({"id": subscription.pk}, status=201 if created else 200)
