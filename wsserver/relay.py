@@ -37,6 +37,7 @@ from .auth import (
 from .batching import Batched
 from .client import Client, authorize_sessions
 from .limits import ConnectionCaps, FloodGuard, ReplayGate
+from .online import OnlineUsers
 from .threads import run_in_background, run_sync
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Relay:
         self.caps = ConnectionCaps()
         self.replays = ReplayGate()
         self.controls = ControlLog()
+        self.online = OnlineUsers(redis)  # who has a socket here, told to Redis (notifications.online)
         self.identify_session = Batched(lambda keys: run_sync(identify_by_sessions, keys))
         self._tasks = set()
 
@@ -222,6 +224,7 @@ class Relay:
             connection.response = None
             client = connection.client = Client(connection, identity, self.hub, self.redis, self.spawn, self.replays)
             self.clients.add(client)
+            self.online.connected(identity.user_id)
             if self.controls.concerns(connection.control_mark, identity):
                 client.access_changed()  # its identity was looked up before a change it must not miss
             started = time.monotonic()
@@ -241,6 +244,7 @@ class Relay:
                 client.close()
                 metrics.CONNECTIONS.dec()
                 self.clients.discard(client)
+                self.online.disconnected(identity.user_id)
                 log_connection(
                     "Disconnected %s (user %s) from %s: code %s after %.1f s",
                     identity.username, identity.user_id, address, connection.close_code, time.monotonic() - started,
