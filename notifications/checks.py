@@ -255,3 +255,39 @@ def _needs_authtoken(target):
     except ImportError:
         return False
     return issubclass(target, TokenAuthentication) and target.model is None
+
+
+@register()
+def check_digests(app_configs, **kwargs):
+    """
+    Digest emails (notifications.digests) link to the site, and to their unsubscribe page, by
+    NOTIFICATIONS_SITE_URL; mail providers act on a one-click unsubscribe link (RFC 8058) only
+    over https. Without the setting, `send_notification_digests` refuses to run.
+    """
+    from .digest_mail import site_url_problem
+    from .preferences import site_defaults
+
+    url = app_settings.NOTIFICATIONS_SITE_URL
+    if url:
+        problem = site_url_problem()
+        if problem:
+            return [Error(str(problem), hint="Set it to the address users reach the site at.", id="notifications.E020")]
+        if urlsplit(url).scheme != "https" and not settings.DEBUG:
+            return [
+                Warning(
+                    f"NOTIFICATIONS_SITE_URL {url!r} is not https: mail providers ignore a one-click unsubscribe "
+                    "link (RFC 8058) over http, and links in emails would travel in the clear.",
+                    hint="Use the site's https address.",
+                    id="notifications.W020",
+                )
+            ]
+    elif site_defaults().get("digest", "off") != "off":
+        return [
+            Error(
+                "Email digests are on by default (NOTIFICATIONS_PREFERENCES) but NOTIFICATIONS_SITE_URL is not set: "
+                "their links cannot be made.",
+                hint="Set NOTIFICATIONS_SITE_URL = 'https://www.example.com' (the address users reach the site at).",
+                id="notifications.E021",
+            )
+        ]
+    return []

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import unsubscribe, views
 
 app_name = "notifications"
 
@@ -10,4 +10,5 @@ urlpatterns = [
     path("api/notifications/<int:event_id>/read/", views.mark_read, name="api-read"),
     path("api/unread-count/", views.unread_count, name="api-unread-count"),
     path("api/read-all/", views.mark_all_read, name="api-read-all"),
+    path("unsubscribe/<str:token>/", unsubscribe.digest_unsubscribe, name="digest-unsubscribe"),
 ]
