@@ -123,7 +123,7 @@ class DigestEmail(EmailMultiAlternatives):
         return message
 
 
-def build_message(digest, user, events, frequency, language, connection=None):
+def build_message(digest, user, events, frequency, language):
     """
     The EmailMultiAlternatives of `digest` (a models.Digest) to `user`, listing `events` (those
     of digest.event_ids still stored), rendered in `language`.
@@ -150,7 +150,6 @@ def build_message(digest, user, events, frequency, language, connection=None):
         text,
         app_settings.NOTIFICATIONS_DIGEST_FROM_EMAIL,  # None: DEFAULT_FROM_EMAIL
         [getattr(user, user.get_email_field_name())],
-        connection=connection,
         headers={
             "Message-ID": digest.message_id,
             "List-Unsubscribe": f"<{unsubscribe}>",

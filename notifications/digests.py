@@ -89,6 +89,10 @@ LEASE_MARGIN = 60
 DEFAULT_BATCH_SIZE = 100
 
 
+class LeaseLost(RuntimeError):
+    """Another run holds users this run had claimed: their lease expired under this run."""
+
+
 def is_due(frequency, last_digest_at, now):
     """Whether a user with this frequency, whose last digest was made then, is due a digest at `now`."""
     interval = INTERVALS.get(frequency)
@@ -283,7 +287,10 @@ class Run:
                 last_digest_at=self.now,
             )
             if moved != len(ids):
-                raise RuntimeError(f"This run's lease on {len(ids) - moved} of {len(ids)} users was taken over; the batch was not recorded.")
+                raise LeaseLost(
+                    f"Another run took over {len(ids) - moved} of this run's {len(ids)} users before their digests were "
+                    "recorded (is NOTIFICATIONS_DIGEST_LEASE shorter than a batch takes?); nothing of the batch was recorded."
+                )
             Digest.objects.bulk_create(digests)
         return digests
 
@@ -300,8 +307,9 @@ class Run:
                 continue  # the lease is running out: the next run sends it
             user, user_choices = users[digest.user_id], choices[digest.user_id]
             language = user_choices.language or settings.LANGUAGE_CODE
-            message = digest_mail.build_message(digest, user, digest.events, user_choices.digest, language, self._open_connection())
+            message = digest_mail.build_message(digest, user, digest.events, user_choices.digest, language)
             try:
+                message.connection = self._open_connection()
                 message.send()
             except (OSError, ValueError) as error:  # smtplib.SMTPException is an OSError
                 self._close_connection()
@@ -317,8 +325,11 @@ class Run:
                 self.outcome.sent += 1
 
     def _open_connection(self):
+        """The run's connection to the mail server, opened once and kept for every email (not one per email)."""
         if self._connection is None:
-            self._connection = get_connection()
+            connection = get_connection()
+            connection.open()
+            self._connection = connection
         return self._connection
 
     def _close_connection(self):

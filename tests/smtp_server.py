@@ -25,6 +25,7 @@ WAIT = 15.0  # seconds any wait here gives up after
 class Mailbox:
     def __init__(self):
         self.messages = []
+        self.senders = []  # (the client's address and port, the recipients) of each message
         self.refused = set()
         self.delay = 0.0
         self.hold_for = None
@@ -42,6 +43,7 @@ class Mailbox:
         message = email.message_from_bytes(envelope.content, policy=policy.default)
         with self._lock:
             self.messages.append(message)
+            self.senders.append((session.peer, tuple(envelope.rcpt_tos)))
         if self.hold_for is not None and self.hold_for in envelope.rcpt_tos:
             self.held.set()
             await asyncio.get_running_loop().run_in_executor(None, self.release.wait, WAIT)

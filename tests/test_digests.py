@@ -4,7 +4,14 @@ Email digests (notifications.digests), sent through a real SMTP server the tests
 Time is the runs' `now`, so due times are tested without waiting.
 """
 
+import asyncio
+import logging
+import os
 import re
+import subprocess
+import sys
+import time
+from collections import Counter
 from datetime import timedelta
 from io import StringIO
 from urllib.parse import urlsplit
@@ -17,10 +24,13 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from notifications import announce, digests, mark_all_read, mark_read, notify, preferences
+from notifications import announce, digests, mark_all_read, mark_read, notify, online, preferences
+from notifications.conf import app_settings
 from notifications.models import Digest, DigestState, Kind
 
+from .aio import call
 from .factories import make_group, make_user
+from .relay import BASE_DIR, free_port, server_env
 from .smtp_server import SMTPServer
 
 SITE = "https://shop.example.com"
@@ -283,3 +293,137 @@ def test_checks_name_a_missing_or_unusable_site_url(settings):
     assert [error.id for error in check_digests(None)] == ["notifications.W020"]
     settings.NOTIFICATIONS_SITE_URL = SITE
     assert check_digests(None) == []
+
+
+# Runs as processes: racing, killed, exit codes ---------------------------------------------------
+
+PROCESS_TIMEOUT = 60
+
+
+def command(smtp, *args):
+    """`send_notification_digests` in a process of its own, on the test database, sending to `smtp`."""
+    env = server_env("tests.settings_digests", {"DIGEST_TEST_SMTP_PORT": str(smtp.port), "DIGEST_TEST_SITE_URL": SITE})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), *sys.path]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", "send_notification_digests", *args],
+        cwd=BASE_DIR,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finished(process):
+    """(exit status, stdout, stderr) of a command process, bounded."""
+    out, err = process.communicate(timeout=PROCESS_TIMEOUT)
+    return process.returncode, out, err
+
+
+def titles_by_message(mailbox, reader):
+    """{Message-ID: titles} of the messages `reader` received (copies of one message counted once)."""
+    return {message["Message-ID"]: tuple(titles(message)) for message in mailbox.to(reader.email)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_overlapping_runs_send_each_notification_once(smtp):
+    readers = [subscriber() for _ in range(16)]
+    for reader in readers:
+        notify(reader, f"First for {reader.username}")
+        notify(reader, f"Second for {reader.username}")
+    announce("For everyone")
+    smtp.mailbox.delay = 0.1  # each run takes seconds, so the two overlap all along
+    now = soon().isoformat()
+    racing = [command(smtp, "--now", now, "--batch-size", "2") for _ in range(2)]
+    assert [finished(process) for process in racing] == [(0, "", "")] * 2
+
+    for reader in readers:
+        [message] = smtp.mailbox.to(reader.email)
+        assert sorted(titles(message)) == sorted([f"First for {reader.username}", f"Second for {reader.username}", "For everyone"])
+    # Both runs sent some of them (each on a connection of its own): they did overlap.
+    assert len({peer for peer, _ in smtp.mailbox.senders}) == 2
+    assert Digest.objects.filter(sent_at__isnull=True).count() == 0
+    assert DigestState.objects.exclude(lease_owner="").count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_killed_midway_is_finished_by_the_next_run_after_its_lease(smtp):
+    sent, in_doubt, recorded = readers = [subscriber() for _ in range(3)]
+    for reader in readers:
+        notify(reader, f"For {reader.username}")
+    smtp.mailbox.hold_for = in_doubt.email
+    now = soon()
+    doomed = command(smtp, "--now", now.isoformat())
+    assert smtp.mailbox.held.wait(PROCESS_TIMEOUT), finished(doomed)
+    doomed.kill()  # SIGKILL while the server holds the message, before its 250
+    doomed.wait(PROCESS_TIMEOUT)
+    smtp.mailbox.release.set()
+
+    digests_of = {digest.user_id: digest for digest in Digest.objects.all()}
+    assert digests_of[sent.pk].sent_at is not None
+    assert digests_of[in_doubt.pk].sent_at is None and digests_of[recorded.pk].sent_at is None
+    assert len(smtp.mailbox.to(in_doubt.email)) == 1 and smtp.mailbox.to(recorded.email) == []
+
+    # Within the lease the dead run still holds them: nothing is sent.
+    assert finished(command(smtp, "--now", (now + timedelta(minutes=1)).isoformat())) == (0, "", "")
+    assert len(smtp.mailbox.messages) == 2
+    lease = timedelta(seconds=app_settings.NOTIFICATIONS_DIGEST_LEASE)
+    status, out, _ = finished(command(smtp, "--now", (now + lease + timedelta(seconds=1)).isoformat(), "-v", "2"))
+    assert status == 0 and "0 sent, 2 sent again" in out
+
+    assert titles_by_message(smtp.mailbox, sent) == {digests_of[sent.pk].message_id: (f"For {sent.username}",)}
+    assert titles_by_message(smtp.mailbox, recorded) == {digests_of[recorded.pk].message_id: (f"For {recorded.username}",)}
+    copies = smtp.mailbox.to(in_doubt.email)
+    assert len(copies) == 2 and {message["Message-ID"] for message in copies} == {digests_of[in_doubt.pk].message_id}
+    assert titles(copies[0]) == titles(copies[1]) == [f"For {in_doubt.username}"]
+    assert Digest.objects.filter(sent_at__isnull=True).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_email_makes_the_command_exit_non_zero(smtp):
+    readers = [subscriber(), subscriber()]
+    for reader in readers:
+        notify(reader, "Hello")
+    smtp.mailbox.refused.add(readers[0].email)
+    status, out, err = finished(command(smtp, "--now", soon().isoformat()))
+    assert status == 1 and out == "" and f"user {readers[0].pk}" in err and "550" in err
+    assert len(smtp.mailbox.to(readers[1].email)) == 1
+
+
+# Who is connected ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_orm_thread_connection")
+async def test_a_reader_connected_now_is_left_for_a_later_run(smtp, notifications_client):
+    here, away = [await call(subscriber) for _ in range(2)]
+    for reader in (here, away):
+        await call(notify, reader, "News")
+    client = await notifications_client(here)
+    deadline = time.monotonic() + 10
+    while await call(online.connected_users, [here.pk]) != {here.pk}:
+        assert time.monotonic() < deadline, "the relay never said the reader is connected"
+        await asyncio.sleep(0.05)
+    outcome = await call(run, soon())
+    assert (outcome.sent, outcome.postponed) == (1, 1)
+    assert smtp.mailbox.to(here.email) == [] and len(smtp.mailbox.to(away.email)) == 1
+
+    await client.close()
+    while await call(online.connected_users, [here.pk]):
+        assert time.monotonic() < deadline + online.ONLINE_TTL, "the reader never left"
+        await asyncio.sleep(0.1)
+    outcome = await call(run, soon(minutes=3))
+    assert (outcome.sent, outcome.postponed) == (1, 0) and titles(smtp.mailbox.to(here.email)[0]) == ["News"]
+
+
+@pytest.mark.django_db
+def test_without_redis_nobody_counts_as_connected_with_one_warning(smtp, caplog):
+    readers = [subscriber() for _ in range(3)]
+    for reader in readers:
+        notify(reader, "News")
+    with override_settings(NOTIFICATIONS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"), caplog.at_level(logging.WARNING):
+        outcome = run(soon(), batch_size=1)
+    assert outcome.sent == 3 and outcome.postponed == 0
+    warnings = [record for record in caplog.records if record.name == "notifications.digests"]
+    assert len(warnings) == 1 and "Redis is unreachable" in warnings[0].getMessage()

@@ -44,7 +44,7 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         try:
             outcome = digests.Run(now=moment(now) if now else None, batch_size=batch_size).run()
-        except SiteURLError as error:
+        except (SiteURLError, digests.LeaseLost) as error:
             raise CommandError(str(error)) from None
         if verbosity >= 2:
             self.stdout.write(
