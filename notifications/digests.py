@@ -45,6 +45,8 @@ that stalled cannot send alongside the one that took its users over.
 
 An email the server refused (or a connection that failed) stays unsent: that user is retried
 by the next run, the others go on, and the run reports the failure (the command exits non-zero).
+After MAX_ATTEMPTS failures the email is given up, so that one dead address does not fail every
+run forever.
 
 Cost. A batch of users is read, claimed and built with a fixed number of queries, whatever its
 size (up to the database's parameter limits: on SQLite Django splits inserts of over ~120 rows);
@@ -84,6 +86,9 @@ SETTLE = timedelta(minutes=1)
 LOOKBACK = timedelta(weeks=2)
 # Digest rows are kept this long (what was sent when, for support questions), then deleted.
 RETENTION = timedelta(days=30)
+# Sending attempts after which an email is given up (an address the server keeps refusing): its
+# row stays, unsent, with the last error, and the user's later digests go on.
+MAX_ATTEMPTS = 5
 # A run stops sending this long before its lease ends (a margin for one slow SMTP exchange).
 LEASE_MARGIN = 60
 DEFAULT_BATCH_SIZE = 100
@@ -115,7 +120,7 @@ def candidates(now):
     users = get_user_model()._default_manager
     chosen = Subquery(Preferences.objects.filter(user_id=OuterRef("pk")).values("digest")[:1])
     last_digest = Subquery(DigestState.objects.filter(user_id=OuterRef("pk")).values("last_digest_at")[:1])
-    unsent = Digest.objects.filter(sent_at__isnull=True).values("user_id")
+    unsent = Digest.objects.filter(sent_at__isnull=True, attempts__lt=MAX_ATTEMPTS).values("user_id")
     email_field = users.model.get_email_field_name()
     found = users.exclude(**{email_field: ""}).exclude(**{f"{email_field}__isnull": True})
     if hasattr(users.model, "is_active"):
@@ -184,7 +189,7 @@ class Run:
         deadline = time.monotonic() + self.lease.total_seconds() - LEASE_MARGIN
         try:
             unsent = defaultdict(list)
-            for digest in Digest.objects.filter(user_id__in=list(states), sent_at__isnull=True).order_by("pk"):
+            for digest in Digest.objects.filter(user_id__in=list(states), sent_at__isnull=True, attempts__lt=MAX_ATTEMPTS).order_by("pk"):
                 unsent[digest.user_id].append(digest)
             off = [pk for pk in states if choices[pk].digest not in INTERVALS]
             # Unsubscribed since: an unsent digest is not sent after all.

@@ -226,6 +226,23 @@ def test_a_refused_recipient_is_retried_by_the_next_run_and_the_others_go_on(smt
 
 
 @pytest.mark.django_db
+def test_an_address_refused_run_after_run_is_given_up(smtp):
+    reader = subscriber()
+    notify(reader, "Never delivered")
+    smtp.mailbox.refused.add(reader.email)
+    for attempt in range(digests.MAX_ATTEMPTS):
+        assert reader.pk in run(soon(minutes=2 + attempt)).failed
+    assert run(soon(minutes=30)).failed == {}
+    given_up = Digest.objects.get(user=reader)
+    assert given_up.sent_at is None and given_up.attempts == digests.MAX_ATTEMPTS and "550" in given_up.last_error
+    smtp.mailbox.refused.clear()
+    notify(reader, "Later")
+    run(soon() + timedelta(days=1))
+    [message] = smtp.mailbox.to(reader.email)
+    assert titles(message) == ["Later"]
+
+
+@pytest.mark.django_db
 def test_unsent_digests_of_a_reader_who_unsubscribed_are_dropped(smtp):
     reader = subscriber()
     notify(reader, "Hello")
