@@ -168,9 +168,10 @@ NOTIFICATIONS_TICKET_AUTHENTICATION = [
     "notifications.ticketauth.session_user",
 ]
 
-# Email digests (manage.py send_notification_digests): the address their links point at, and
-# where mail goes (EMAIL_HOST's SMTP server when set; the console in development otherwise).
-NOTIFICATIONS_SITE_URL = os.environ.get("NOTIFICATIONS_SITE_URL") or ("http://127.0.0.1:8000" if DEBUG else "")
+# Email digests (manage.py send_notification_digests, which needs it): the address their links
+# point at, e.g. https://www.example.com; and where mail goes (EMAIL_HOST's SMTP server when set,
+# the console in development otherwise).
+NOTIFICATIONS_SITE_URL = os.environ.get("NOTIFICATIONS_SITE_URL", "")
 EMAIL_HOST = os.environ.get("EMAIL_HOST") or "localhost"
 EMAIL_PORT = int(os.environ.get("EMAIL_PORT") or 25)
 if DEBUG and not os.environ.get("EMAIL_HOST"):
