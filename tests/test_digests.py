@@ -444,3 +444,23 @@ def test_without_redis_nobody_counts_as_connected_with_one_warning(smtp, caplog)
     assert outcome.sent == 3 and outcome.postponed == 0
     warnings = [record for record in caplog.records if record.name == "notifications.digests"]
     assert len(warnings) == 1 and "Redis is unreachable" in warnings[0].getMessage()
+
+
+@override_settings(NOTIFICATIONS_SITE_URL=f"{SITE}/", ALLOWED_HOSTS=["shop.example.com", "cdn.shop.example.com"])
+def test_email_links_are_absolute_and_only_into_the_site():
+    from notifications.digest_mail import absolute_link
+
+    assert absolute_link("/orders/5/?tab=1") == f"{SITE}/orders/5/?tab=1"
+    assert absolute_link("https://cdn.shop.example.com/a/") == "https://cdn.shop.example.com/a/"
+    for elsewhere in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)", "orders/5/", "/\\evil.example", ""):
+        assert absolute_link(elsewhere) == "", elsewhere
+
+
+@pytest.mark.django_db
+def test_the_unsubscribe_link_takes_only_get_and_post():
+    from notifications.digest_mail import unsubscribe_token
+
+    reader = subscriber()
+    path = f"/notifications/unsubscribe/{unsubscribe_token(reader.pk)}/"
+    assert Client().put(path).status_code == 405
+    assert preferences.choices_for(reader).digest == "daily"
