@@ -168,18 +168,19 @@ def main():
             started = time.perf_counter()
             outcome = run.run()
             total = time.perf_counter() - started
-        # The Sink keeps nothing: what it accepted is what Django's backend saw accepted (250).
-        received = len(mail.outbox) if args.locmem else outcome.sent
+        # The Sink keeps nothing: each email counted sent was answered 250 by it.
+        received = f"{len(mail.outbox):,} in the outbox" if args.locmem else "each accepted by the server"
         batches = run.batches
         queries = sorted({batch["queries"] for batch in batches})
         full = [batch for batch in batches if batch["users"] == args.batch_size] or batches
         log(f"== one run, batches of {args.batch_size}, emails to {where}")
-        log(f"   {len(batches)} batches; {outcome.sent:,} digests sent, {received:,} received, {len(outcome.failed)} failed, "
+        log(f"   {len(batches)} batches; {outcome.sent:,} digests sent ({received}), {len(outcome.failed)} failed, "
             f"{outcome.empty} with nothing unread")
         log(f"   queries per batch (reading, claiming, building, recording, releasing): {', '.join(map(str, queries))}; "
             f"plus 1 UPDATE per email sent")
-        log(f"   per full batch: build {statistics.median(b['build_s'] for b in full) * 1000:.0f} ms median, "
-            f"send {statistics.median(b['send_s'] for b in full) * 1000:.0f} ms median")
+        log(f"   per full batch: build {statistics.median(b['build_s'] for b in full) * 1000:.0f} ms median "
+            f"(reading, claiming, recording), send {statistics.median(b['send_s'] for b in full) * 1000:.0f} ms median "
+            "(rendering, sending, marking sent)")
         log(f"   total {total:.1f} s: {outcome.sent / total:,.0f} digests/s; build {sum(b['build_s'] for b in batches):.1f} s, "
             f"send {sum(b['send_s'] for b in batches):.1f} s")
     finally:
