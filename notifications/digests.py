@@ -40,8 +40,10 @@ the row (same events, same Message-ID) rather than from the inbox, whose waterma
 The one duplicate this allows: a run killed after the server accepted an email and before the
 commit marking it sent; the copy sent again carries the same Message-ID, by which mail systems
 recognise it as the same message. Nothing is lost and nothing else is repeated. A run never
-sends once its lease is near expiry (it stops, leaving the rest for the next run), so a run
-that stalled cannot send alongside the one that took its users over.
+sends once its lease is near expiry (it stops LEASE_MARGIN before, by its own monotonic clock,
+leaving the rest for the next run), so a run that stalled cannot send alongside the one that
+took its users over. Leases are written by one machine's clock and read by another's: the
+machines that run the command must agree on the time within LEASE_MARGIN (NTP does).
 
 An email the server refused (or a connection that failed) stays unsent: that user is retried
 by the next run, the others go on, and the run reports the failure (the command exits non-zero).
