@@ -48,6 +48,9 @@ DEFAULTS = {
     "NOTIFICATIONS_DIGEST_MAX_ITEMS": 50,
     "NOTIFICATIONS_DIGEST_LEASE": 600,
     "NOTIFICATIONS_DIGEST_SKIP_CONNECTED": True,
+    # Whether sockets may announce themselves on object topics and see who else has the object
+    # open (notifications.presence; the `presence` command and frames of protocol.md).
+    "NOTIFICATIONS_PRESENCE": True,
     # ws:// or wss:// URL browsers use to reach the relay; empty: derived from the request host.
     "WSSERVER_PUBLIC_URL": "",
     # Port the derived WSSERVER_PUBLIC_URL points at (runwsserver's default port).
