@@ -17,6 +17,7 @@ from io import StringIO
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings as django_settings
 from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -29,7 +30,7 @@ from notifications.conf import app_settings
 from notifications.models import Digest, DigestState, Kind
 
 from .aio import call
-from .factories import make_group, make_user
+from .factories import login, make_group, make_user
 from .relay import BASE_DIR, free_port, server_env
 from .smtp_server import SMTPServer
 
@@ -86,6 +87,7 @@ def test_a_digest_is_a_complete_email_whose_unsubscribe_link_works(smtp):
     [message] = smtp.mailbox.to(reader.email)
     digest = Digest.objects.get(user=reader)
     assert digest.sent_at is not None and digest.total == 2
+    assert message["To"] == reader.email and message["From"] == django_settings.DEFAULT_FROM_EMAIL
     assert message["Message-ID"] == digest.message_id and message["Message-ID"].endswith("@shop.example.com>")
     assert message["Subject"] == "2 new notifications on shop.example.com"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -97,6 +99,9 @@ def test_a_digest_is_a_complete_email_whose_unsubscribe_link_works(smtp):
     assert f"{SITE}/orders/5/" in text and "It left the warehouse." in text and unsubscribe in text
     assert f'<a href="{SITE}/orders/5/"' in html and f'href="{SITE}/"' in html and f'href="{unsubscribe}"' in html
     assert '<html lang="en-us">' in html
+    # The site's link leads the reader to its home page.
+    site_link = re.search(r'<a href="([^"]+)"[^>]*>See them all', html).group(1)
+    assert site_link == f"{SITE}/" and login(reader).client.get(urlsplit(site_link).path, secure=True).status_code == 200
 
     # The link, followed as a person or a mail provider would (no login): a GET changes nothing.
     browser = Client()
