@@ -79,7 +79,7 @@ def titles(message):
 def test_a_digest_is_a_complete_email_whose_unsubscribe_link_works(smtp):
     reader = subscriber(first_name="Ada")
     team = make_group(members=[reader])
-    notify(reader, "Order 5 shipped", body="It left the warehouse.", url="/orders/5/")
+    notify(reader, "Order <5> shipped & paid", body="It left the warehouse.", url="/orders/5/")
     notify(team, "Team meeting moved")
     outcome = run(soon())
 
@@ -95,8 +95,9 @@ def test_a_digest_is_a_complete_email_whose_unsubscribe_link_works(smtp):
     assert unsubscribe.startswith(f"{SITE}/notifications/unsubscribe/")
 
     text, html = text_of(message), html_of(message)
-    assert "Hello Ada," in text and titles(message) == ["Team meeting moved", "Order 5 shipped"]
+    assert "Hello Ada," in text and titles(message) == ["Team meeting moved", "Order <5> shipped & paid"]
     assert f"{SITE}/orders/5/" in text and "It left the warehouse." in text and unsubscribe in text
+    assert "Order &lt;5&gt; shipped &amp; paid</a>" in html and "<5>" not in html
     assert f'<a href="{SITE}/orders/5/"' in html and f'href="{SITE}/"' in html and f'href="{unsubscribe}"' in html
     assert '<html lang="en-us">' in html
     # The site's link leads the reader to its home page.
@@ -245,6 +246,23 @@ def test_an_address_refused_run_after_run_is_given_up(smtp):
     run(soon() + timedelta(days=1))
     [message] = smtp.mailbox.to(reader.email)
     assert titles(message) == ["Later"]
+
+
+@pytest.mark.django_db
+def test_a_run_whose_lease_runs_out_leaves_the_rest_to_the_next_run(smtp):
+    readers = [subscriber(), subscriber()]
+    for reader in readers:
+        notify(reader, f"For {reader.username}")
+    # A lease no longer than the margin: the run may not send at all once it has recorded.
+    outcome = digests.Run(now=soon(), lease=digests.LEASE_MARGIN).run()
+    assert (outcome.sent, outcome.unfinished) == (0, 2) and smtp.mailbox.messages == []
+    recorded = {digest.user_id: digest.message_id for digest in Digest.objects.filter(sent_at__isnull=True)}
+    assert set(recorded) == {reader.pk for reader in readers}
+    assert not DigestState.objects.exclude(lease_owner="").exists()  # released on the way out
+    assert run(soon(minutes=3)).resent == 2
+    for reader in readers:
+        [message] = smtp.mailbox.to(reader.email)
+        assert message["Message-ID"] == recorded[reader.pk] and titles(message) == [f"For {reader.username}"]
 
 
 @pytest.mark.django_db
