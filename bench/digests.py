@@ -176,8 +176,8 @@ def main():
         log(f"== one run, batches of {args.batch_size}, emails to {where}")
         log(f"   {len(batches)} batches; {outcome.sent:,} digests sent ({received}), {len(outcome.failed)} failed, "
             f"{outcome.empty} with nothing unread")
-        log(f"   queries per batch (reading, claiming, building, recording, releasing): {', '.join(map(str, queries))}; "
-            f"plus 1 UPDATE per email sent")
+        log(f"   queries per batch: 1 (the next page of due users) + {', '.join(map(str, queries))} (reading, claiming, "
+            "building, recording, releasing); plus 1 UPDATE per email sent")
         log(f"   per full batch: build {statistics.median(b['build_s'] for b in full) * 1000:.0f} ms median "
             f"(reading, claiming, recording), send {statistics.median(b['send_s'] for b in full) * 1000:.0f} ms median "
             "(rendering, sending, marking sent)")
