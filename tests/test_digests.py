@@ -333,6 +333,9 @@ def test_checks_name_a_missing_or_unusable_site_url(settings):
     assert [error.id for error in check_digests(None)] == ["notifications.W020"]
     settings.NOTIFICATIONS_SITE_URL = SITE
     assert check_digests(None) == []
+    settings.NOTIFICATIONS_DIGEST_LEASE = digests.LEASE_MARGIN
+    settings.NOTIFICATIONS_DIGEST_MAX_ITEMS = 0
+    assert [error.id for error in check_digests(None)] == ["notifications.E022", "notifications.E023"]
 
 
 # Runs as processes: racing, killed, exit codes ---------------------------------------------------
