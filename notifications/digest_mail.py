@@ -9,7 +9,7 @@ listed before the app's):
     notifications/email/digest.txt           the plain-text part
     notifications/email/digest.html          the HTML part
 
-Their context: `user`, `items` (each with `title`, `body`, `url` (absolute, "" when the event
+Their context: `user`, `items` (each with `title`, `body` (and its `body_lines`), `url` (absolute, "" when the event
 has no link on this site), `actor`, `created_at`, `kind`), `count` (how many notifications the
 digest took in), `more` (how many of them are not listed), `frequency` (its label), `site_url`,
 `site_name` and `unsubscribe_url`.
@@ -103,6 +103,7 @@ def item(event):
     return {
         "title": event.title,
         "body": event.body,
+        "body_lines": event.body.splitlines(),  # the text part indents each line under its title
         "url": absolute_link(event.url),
         "actor": event.actor,
         "created_at": event.created_at,

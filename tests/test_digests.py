@@ -79,7 +79,7 @@ def titles(message):
 def test_a_digest_is_a_complete_email_whose_unsubscribe_link_works(smtp):
     reader = subscriber(first_name="Ada")
     team = make_group(members=[reader])
-    notify(reader, "Order <5> shipped & paid", body="It left the warehouse.", url="/orders/5/")
+    notify(reader, "Order <5> shipped & paid", body="It left the warehouse.\nTracking: 1Z999", url="/orders/5/")
     notify(team, "Team meeting moved")
     outcome = run(soon())
 
@@ -96,7 +96,7 @@ def test_a_digest_is_a_complete_email_whose_unsubscribe_link_works(smtp):
 
     text, html = text_of(message), html_of(message)
     assert "Hello Ada," in text and titles(message) == ["Team meeting moved", "Order <5> shipped & paid"]
-    assert f"{SITE}/orders/5/" in text and "It left the warehouse." in text and unsubscribe in text
+    assert f"{SITE}/orders/5/" in text and "\n  It left the warehouse.\n  Tracking: 1Z999\n" in text and unsubscribe in text
     assert "Order &lt;5&gt; shipped &amp; paid</a>" in html and "<5>" not in html
     assert f'<a href="{SITE}/orders/5/"' in html and f'href="{SITE}/"' in html and f'href="{unsubscribe}"' in html
     assert '<html lang="en-us">' in html
