@@ -9,10 +9,10 @@ listed before the app's):
     notifications/email/digest.txt           the plain-text part
     notifications/email/digest.html          the HTML part
 
-Their context: `user`, `items` (each with `title`, `body` (and its `body_lines`), `url` (absolute, "" when the event
-has no link on this site), `actor`, `created_at`, `kind`), `count` (how many notifications the
-digest took in), `more` (how many of them are not listed), `frequency` (its label), `site_url`,
-`site_name` and `unsubscribe_url`.
+Their context: `user`, `items` (each with `title`, `body` (and its `body_lines`), `url`
+(absolute, "" when the event has no link on this site), `actor`, `created_at`, `kind`), `count`
+(how many notifications the digest took in), `more` (how many of them are not listed),
+`frequency` (its label), `site_url`, `site_name` and `unsubscribe_url`.
 
 The unsubscribe link carries the user's id signed with the site's SECRET_KEY (django.core.signing,
 a salt of its own), so it works without logging in and cannot be made for another user. It has
