@@ -72,7 +72,18 @@ from django.utils import timezone
 
 from . import digest_mail, online
 from .conf import app_settings
-from .models import OBJECT_KINDS, Audience, Digest, DigestFrequency, DigestState, Event, Preferences, ReadMarker, Receipt, Recipient
+from .models import (
+    OBJECT_KINDS,
+    Audience,
+    Digest,
+    DigestFrequency,
+    DigestState,
+    Event,
+    Preferences,
+    ReadMarker,
+    Receipt,
+    Recipient,
+)
 from .preferences import choices_of, site_defaults
 from .redisaddress import REDIS_ERRORS
 
@@ -114,6 +125,11 @@ def _due_in_sql(now):
     return Q(digest_frequency__in=list(INTERVALS)) & due
 
 
+def unsent_digests():
+    """Digests recorded and not yet sent, nor given up."""
+    return Digest.objects.filter(sent_at__isnull=True, attempts__lt=MAX_ATTEMPTS)
+
+
 def candidates(now):
     """
     The users a run looks at, by primary key: active, with an email address, and either due (by
@@ -122,7 +138,7 @@ def candidates(now):
     users = get_user_model()._default_manager
     chosen = Subquery(Preferences.objects.filter(user_id=OuterRef("pk")).values("digest")[:1])
     last_digest = Subquery(DigestState.objects.filter(user_id=OuterRef("pk")).values("last_digest_at")[:1])
-    unsent = Digest.objects.filter(sent_at__isnull=True, attempts__lt=MAX_ATTEMPTS).values("user_id")
+    unsent = unsent_digests().values("user_id")
     email_field = users.model.get_email_field_name()
     found = users.exclude(**{email_field: ""}).exclude(**{f"{email_field}__isnull": True})
     if hasattr(users.model, "is_active"):
@@ -191,7 +207,7 @@ class Run:
         deadline = time.monotonic() + self.lease.total_seconds() - LEASE_MARGIN
         try:
             unsent = defaultdict(list)
-            for digest in Digest.objects.filter(user_id__in=list(states), sent_at__isnull=True, attempts__lt=MAX_ATTEMPTS).order_by("pk"):
+            for digest in unsent_digests().filter(user_id__in=list(states)).order_by("pk"):
                 unsent[digest.user_id].append(digest)
             off = [pk for pk in states if choices[pk].digest not in INTERVALS]
             # Unsubscribed since: an unsent digest is not sent after all.
@@ -207,7 +223,8 @@ class Run:
             self.send(resend, by_id, choices, deadline, resent=True)
             self.send(new, by_id, choices, deadline)
         finally:
-            DigestState.objects.filter(user_id__in=list(states), lease_owner=self.token).update(lease_owner="", lease_until=None)
+            held = DigestState.objects.filter(user_id__in=list(states), lease_owner=self.token)
+            held.update(lease_owner="", lease_until=None)
 
     def claim(self, user_ids):
         """{user id: DigestState} of those of `user_ids` this run now holds (leased until now + lease)."""
@@ -237,10 +254,8 @@ class Run:
         lookup each, once per run.
         """
         spans = {**INTERVALS, None: LOOKBACK}
-        return {
-            key: Event.objects.filter(created_at__lt=self.now - span).order_by("-created_at", "-pk").values_list("pk", flat=True).first() or 0
-            for key, span in spans.items()
-        }
+        newest = Event.objects.order_by("-created_at", "-pk").values_list("pk", flat=True)
+        return {key: newest.filter(created_at__lt=self.now - span).first() or 0 for key, span in spans.items()}
 
     def _since(self, state, frequency):
         """The id after which a user's digest starts."""
@@ -259,17 +274,20 @@ class Run:
         inboxes = inbox_events(users, min(since.values()), self.now - SETTLE)
         ids = list(since)
         read_through = dict(ReadMarker.objects.filter(user_id__in=ids).values_list("user_id", "read_through"))
-        receipts = set(Receipt.objects.filter(user_id__in=ids, event_id__gt=min(since.values())).values_list("user_id", "event_id"))
+        receipts = Receipt.objects.filter(user_id__in=ids, event_id__gt=min(since.values()))
+        receipts = set(receipts.values_list("user_id", "event_id"))
         limit = app_settings.NOTIFICATIONS_DIGEST_MAX_ITEMS
         digests, newest = [], {}
         for user in users:
             joined = getattr(user, "date_joined", None)
-            taken = [event for event in inboxes[user.pk] if event.pk > since[user.pk] and (joined is None or event.created_at >= joined)]
+            taken = [
+                event for event in inboxes[user.pk] if event.pk > since[user.pk] and (joined is None or event.created_at >= joined)
+            ]
             newest[user.pk] = max((event.pk for event in taken), default=since[user.pk])
-            mutes = choices[user.pk].mutes
+            mutes, marker = choices[user.pk].mutes, read_through.get(user.pk, 0)
             unread = [
                 event for event in taken
-                if event.pk > read_through.get(user.pk, 0) and (user.pk, event.pk) not in receipts and not mutes.matches_event(event)
+                if event.pk > marker and (user.pk, event.pk) not in receipts and not mutes.matches_event(event)
             ]
             if not unread:
                 self.outcome.empty += 1
@@ -315,6 +333,7 @@ class Run:
             user, user_choices = users[digest.user_id], choices[digest.user_id]
             language = user_choices.language or settings.LANGUAGE_CODE
             message = digest_mail.build_message(digest, user, digest.events, user_choices.digest, language)
+            row = Digest.objects.filter(message_id=digest.message_id)
             try:
                 message.connection = self._open_connection()
                 message.send()
@@ -322,10 +341,10 @@ class Run:
                 self._close_connection()
                 reason = " ".join(str(error).split()) or type(error).__name__
                 self.outcome.failed[user.pk] = reason
-                Digest.objects.filter(message_id=digest.message_id).update(attempts=F("attempts") + 1, last_error=reason[:1000])
+                row.update(attempts=F("attempts") + 1, last_error=reason[:1000])
                 logger.warning("The digest %s to user %s was not sent (retried by the next run): %s", digest.message_id, user.pk, reason)
                 continue
-            Digest.objects.filter(message_id=digest.message_id).update(sent_at=timezone.now(), attempts=F("attempts") + 1, last_error="")
+            row.update(sent_at=timezone.now(), attempts=F("attempts") + 1, last_error="")
             if resent:
                 self.outcome.resent += 1
             else:

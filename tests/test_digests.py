@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import time
-from collections import Counter
 from datetime import timedelta
 from io import StringIO
 from urllib.parse import urlsplit
