@@ -12,7 +12,6 @@ the message and has not yet answered.
 import asyncio
 import email
 import threading
-import time
 from email import policy
 
 from aiosmtpd.controller import Controller
@@ -25,7 +24,7 @@ WAIT = 15.0  # seconds any wait here gives up after
 class Mailbox:
     def __init__(self):
         self.messages = []
-        self.senders = []  # (the client's address and port, the recipients) of each message
+        self.peers = []  # the client address and port each message came from
         self.refused = set()
         self.delay = 0.0
         self.hold_for = None
@@ -43,7 +42,7 @@ class Mailbox:
         message = email.message_from_bytes(envelope.content, policy=policy.default)
         with self._lock:
             self.messages.append(message)
-            self.senders.append((session.peer, tuple(envelope.rcpt_tos)))
+            self.peers.append(session.peer)
         if self.hold_for is not None and self.hold_for in envelope.rcpt_tos:
             self.held.set()
             await asyncio.get_running_loop().run_in_executor(None, self.release.wait, WAIT)
@@ -55,13 +54,6 @@ class Mailbox:
         """The messages received for `address`, oldest first."""
         with self._lock:
             return [message for message in self.messages if message["To"] == address]
-
-    def wait_for(self, count):
-        deadline = time.monotonic() + WAIT
-        while len(self.messages) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.messages)} messages received, not {count}, within {WAIT} s")
-            time.sleep(0.02)
 
 
 class SMTPServer:
