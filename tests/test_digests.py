@@ -323,6 +323,8 @@ def test_checks_name_a_missing_or_unusable_site_url(settings):
 
     settings.NOTIFICATIONS_SITE_URL = ""
     assert check_digests(None) == []
+    settings.NOTIFICATIONS_PREFERENCES = ["not", "a", "dict"]  # E014's to report, not this check's to trip on
+    assert check_digests(None) == []
     settings.NOTIFICATIONS_PREFERENCES = {"digest": "daily"}
     assert [error.id for error in check_digests(None)] == ["notifications.E021"]
     settings.NOTIFICATIONS_SITE_URL = "shop.example.com"
