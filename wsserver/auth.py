@@ -24,6 +24,7 @@ from notifications import cursors
 from notifications.authorization import inbox_routes, inbox_routes_of
 from notifications.conf import WEBSOCKET_PATH, app_settings
 from notifications.links import allowed_hosts
+from notifications.preferences import Mutes, mutes_of
 from notifications.sessions import check_sessions
 from notifications.tickets import check_ticket
 
@@ -48,6 +49,7 @@ class Identity:
     inbox_routes: frozenset
     joined_us: int | None  # when the user joined (date_joined): nothing older is theirs
     expires: float | None  # when the session expires (epoch seconds), when the engine says
+    mutes: Mutes  # what the user muted (notifications.preferences), shared by all who muted nothing
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Refused:
         return f"{'session cookie' if self.method == 'cookie' else 'ticket'}: {self.reason}"
 
 
-def identify(check, session_key, method, routes):
+def identify(check, session_key, method, routes, mutes):
     user = check.user
     joined = getattr(user, "date_joined", None)
     return Identity(
@@ -72,6 +74,7 @@ def identify(check, session_key, method, routes):
         frozenset(map(sys.intern, routes)),
         cursors.epoch_us(joined) if joined else None,
         check.expires.timestamp() if check.expires else None,
+        mutes,
     )
 
 
@@ -79,12 +82,16 @@ def identify_by_sessions(session_keys):
     """
     {session key: Identity or Refused} for these sessions (ORM: in a thread). Batched
     (batching.Batched): a burst of handshakes costs one query for their sessions and one for
-    their groups, plus what get_user() costs each.
+    their groups and one for their preferences, plus what get_user() costs each.
     """
     checks = check_sessions(session_keys)
-    routes = inbox_routes_of([check.user for check in checks.values() if check.user is not None])
+    users = [check.user for check in checks.values() if check.user is not None]
+    routes = inbox_routes_of(users)
+    mutes = mutes_of([user.pk for user in users])
     return {
-        key: identify(check, key, "cookie", routes[check.user.pk]) if check.user is not None else Refused("cookie", check.refusal)
+        key: identify(check, key, "cookie", routes[check.user.pk], mutes[check.user.pk])
+        if check.user is not None
+        else Refused("cookie", check.refusal)
         for key, check in checks.items()
     }
 
@@ -93,7 +100,7 @@ def identify_by_ticket(ticket):
     check, session_key = check_ticket(ticket)
     if check.user is None:
         return Refused("ticket", check.refusal)
-    return identify(check, session_key, "ticket", inbox_routes(check.user))
+    return identify(check, session_key, "ticket", inbox_routes(check.user), mutes_of([check.user.pk])[check.user.pk])
 
 
 def origin_allowed(origin):

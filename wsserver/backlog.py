@@ -20,7 +20,7 @@ from collections import deque
 
 from notifications.conf import app_settings
 
-from .replay import frame_for, too_many
+from .replay import too_many
 
 # Entries kept: the stream's retention, at most 50,000 (about 500 bytes each).
 SIZE_LIMIT = 50_000
@@ -50,8 +50,8 @@ class Backlog:
         """The oldest position held; None when empty."""
         return self._positions[0] if self._positions else None
 
-    async def frames(self, since, until, followed, joined_us):
-        """[(event id, frame)] of the held events in (since, until] that `followed` routes carry."""
+    async def frames(self, since, until, viewer):
+        """[(event id, frame)] of the held events in (since, until] that the viewer's routes carry (replay.Viewer)."""
         frames = []
         positions, entries = list(self._positions), list(self._entries)  # a delivery may append meanwhile
         start = bisect_right(positions, since)
@@ -61,7 +61,7 @@ class Backlog:
             ):
                 if position > until:
                     return frames
-                frame = frame_for(cursor, routes, event_json, created, followed, joined_us)
+                frame = viewer.frame(cursor, routes, event_json, created)
                 if frame is not None:
                     frames.append((event_id, frame))
             too_many(len(frames))

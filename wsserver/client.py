@@ -37,7 +37,7 @@ from notifications.topics import INBOX, TopicError, parse_topic
 
 from . import metrics, protocol
 from .hub import RECHECK, RESUME
-from .replay import ReplayImpossible, missed_frames
+from .replay import ReplayImpossible, Viewer, missed_frames
 from .threads import run_sync
 
 logger = logging.getLogger(__name__)
@@ -238,9 +238,8 @@ class Client:
             while until < since and time.monotonic() < deadline:  # another relay was ahead of this one
                 await asyncio.sleep(0.02)
                 until = cursors.position(self.hub.cursor)
-            frames = await missed_frames(
-                self.redis, self.hub.backlog, since, until, self._all_routes(), int(time.time() * 1000), self.identity.joined_us
-            )
+            viewer = Viewer(frozenset(self._all_routes()), self.identity.joined_us, self.hub.mutes_of(self.connection))
+            frames = await missed_frames(self.redis, self.hub.backlog, since, until, viewer, int(time.time() * 1000))
             if version == self.access_version:
                 return until, frames
 

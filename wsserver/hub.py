@@ -22,6 +22,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
 from notifications import cursors
+from notifications.preferences import NOTHING_MUTED, event_subject
 from notifications.topics import topic_of_route
 
 from . import fanout, metrics, protocol
@@ -67,6 +68,7 @@ class HeldFrame:
     routes: tuple  # all of the event's routes, most specific first
     cursor: str
     event_json: str
+    muted: bool = False  # for a connection whose user muted the event
 
     def for_routes(self, followed):
         """This frame as a connection following `followed` gets it now: under another topic, or None."""
@@ -76,7 +78,22 @@ class HeldFrame:
         topic = topic_of_route(route)
         if topic == self.topic:
             return self
-        return HeldFrame(self.position, topic, protocol.event(topic, self.cursor, self.event_json), self.routes, self.cursor, self.event_json)
+        frame = protocol.event(topic, self.cursor, self.event_json, self.muted)
+        return HeldFrame(self.position, topic, frame, self.routes, self.cursor, self.event_json, self.muted)
+
+
+class _Subject:
+    """An event's (kind, topics) for Mutes.matches, read from its JSON once, and only when asked."""
+
+    __slots__ = ("event_json", "value")
+
+    def __init__(self, event_json):
+        self.event_json, self.value = event_json, None
+
+    def __call__(self):
+        if self.value is None:
+            self.value = event_subject(self.event_json)
+        return self.value
 
 
 def _joined_by(connections, created_us):
@@ -96,6 +113,9 @@ class Hub:
         # When the most recently joined user of any connection joined (µs; see joined()).
         self.newest_join = 0
         self.backlog = Backlog()  # what was delivered lately, for replays
+        # Connections whose user muted something (notifications.preferences) → their Mutes. An
+        # event is looked at for them only: a site where nobody mutes pays nothing per event.
+        self._muting = {}
 
     def follow(self, connection, routes):
         for route in routes:
@@ -114,6 +134,26 @@ class Hub:
 
     def forget(self, connection):
         self._held.pop(connection, None)
+        self._muting.pop(connection, None)
+
+    def set_mutes(self, connection, mutes):
+        """What the connection's user muted, from now on (their frames of those events say `"muted":true`)."""
+        if mutes:
+            self._muting[connection] = mutes
+        else:
+            self._muting.pop(connection, None)
+
+    def mutes_of(self, connection):
+        return self._muting.get(connection, NOTHING_MUTED)
+
+    def _muted_among(self, recipients, subject):
+        """Those of the recipients whose user muted the event; subject() its (kind, topics), computed only if needed."""
+        muting = self._muting
+        candidates = [c for c in recipients if c in muting] if len(recipients) < len(muting) else recipients.intersection(muting)
+        if not candidates:
+            return ()
+        kind, topics = subject()
+        return {c for c in candidates if muting[c].matches(kind, topics)}
 
     def joined(self, joined_us):
         """A connection's user joined then (µs since the epoch, or None when unknown)."""
@@ -152,7 +192,8 @@ class Hub:
             self._recent.popitem(last=False)
         self.backlog.add(cursors.position(cursor), event_id, routes, cursor, event_json, created_us)
         reached = set()
-        by_topic = {}  # topic → [frame, connections]: one frame per topic
+        by_topic = {}  # (topic, muted) → [frame, connections]: one frame per topic (and muted flag)
+        subject = _Subject(event_json) if self._muting else None
         for route in routes:
             followers = self._followers.get(route)
             if not followers:
@@ -160,14 +201,19 @@ class Hub:
             recipients = followers - reached if reached else followers
             if created_us is not None and created_us < self.newest_join:
                 recipients = _joined_by(recipients, created_us)
-            if recipients:
-                reached |= recipients
-                topic = topic_of_route(route)
-                if topic not in by_topic:
-                    by_topic[topic] = [protocol.event(topic, cursor, event_json), set()]
-                frame, connections = by_topic[topic]
+            if not recipients:
+                continue
+            reached |= recipients
+            topic = topic_of_route(route)
+            muted = self._muted_among(recipients, subject) if self._muting else ()
+            for group, is_muted in ((recipients - muted, False), (muted, True)) if muted else ((recipients, False),):
+                if not group:
+                    continue
+                if (topic, is_muted) not in by_topic:
+                    by_topic[topic, is_muted] = [protocol.event(topic, cursor, event_json, is_muted), set()]
+                frame, connections = by_topic[topic, is_muted]
                 connections |= self._keep_held(
-                    recipients, lambda: HeldFrame(cursors.position(cursor), topic, frame, tuple(routes), cursor, event_json)
+                    group, lambda: HeldFrame(cursors.position(cursor), topic, frame, tuple(routes), cursor, event_json, is_muted)
                 )
         for frame, connections in by_topic.values():
             writes.send(connections, frame)

@@ -138,9 +138,13 @@ def welcome(user_id, username, topics, cursor):
     )
 
 
-def event(topic, cursor, event_json):
-    """An event frame around `event_json`, the event already serialized once by the publisher."""
-    return f'{{"type":"event","topic":{dumps(topic)},"cursor":{dumps(cursor)},"event":{event_json}}}'
+def event(topic, cursor, event_json, muted=False):
+    """
+    An event frame around `event_json`, the event already serialized once by the publisher;
+    `"muted":true` for a user who muted it (notifications.preferences: listed, never toasted).
+    """
+    muted = ',"muted":true' if muted else ""
+    return f'{{"type":"event","topic":{dumps(topic)},"cursor":{dumps(cursor)},"event":{event_json}{muted}}}'
 
 
 def subscribed(topics, ref=None):

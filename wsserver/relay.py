@@ -21,6 +21,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from notifications.conf import app_settings
+from notifications.preferences import FIELD as PREFERENCES
+from notifications.preferences import mutes_from_frame, mutes_of
 from notifications.readstate import FIELD as READ
 from notifications.redisaddress import REDIS_ERRORS
 from notifications.topics import group_route, user_route
@@ -37,6 +39,7 @@ from .auth import (
 from .batching import Batched
 from .client import Client, authorize_sessions
 from .limits import ConnectionCaps, FloodGuard, ReplayGate
+from .online import OnlineUsers
 from .threads import run_in_background, run_sync
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,15 @@ class ControlLog:
     def add(self, fields):
         self.count += 1
         self.entries.append((self.count, fields))
+
+    def preferences_since(self, since, user_id):
+        """The frame of the newest preferences change of this user after number `since`, or None."""
+        for number, fields in reversed(self.entries):
+            if number <= since:
+                return None
+            if fields.get(PREFERENCES) == str(user_id):
+                return fields.get("frame", "")
+        return None
 
     def concerns(self, since, identity):
         """Whether a control message after number `since` may concern this identity (or too many came to tell)."""
@@ -110,6 +122,7 @@ class Relay:
         self.caps = ConnectionCaps()
         self.replays = ReplayGate()
         self.controls = ControlLog()
+        self.online = OnlineUsers(redis)  # who has a socket here, told to Redis (notifications.online)
         self.identify_session = Batched(lambda keys: run_sync(identify_by_sessions, keys))
         self._tasks = set()
 
@@ -121,12 +134,17 @@ class Relay:
         the hub as the followers of the user's or the group's inbox route (every inbox follows
         its user's route), so the relay keeps no other index of them by user. A `read` message
         (notifications.readstate) carries a frame for the user's connections and changes no
-        access: it is written to them, and not kept in the ControlLog.
+        access: it is written to them, and not kept in the ControlLog. A `preferences` message
+        carries the user's new mutes and a frame (preferences_changed); it is kept in the log, for
+        the connections whose handshake loaded the mutes it replaces.
         """
         if READ in fields:
             self.hub.send_unreplayed(user_route(fields[READ]), fields.get("frame", ""))
             return
         self.controls.add(fields)
+        if PREFERENCES in fields:
+            self.preferences_changed(fields[PREFERENCES], fields.get("frame", ""))
+            return
         if "user" in fields:
             route = user_route(fields["user"])
         elif "group" in fields:
@@ -135,6 +153,17 @@ class Relay:
             return
         for client in {connection.client for connection in self.hub.followers(route)}:
             client.access_changed()
+
+    def preferences_changed(self, user_id, frame):
+        """
+        A user changed their preferences (notifications.preferences): their connections here
+        apply the mutes the message carries from now on (no query), and get it as a frame.
+        """
+        route = user_route(user_id)
+        mutes = mutes_from_frame(frame)
+        for connection in self.hub.followers(route):
+            self.hub.set_mutes(connection, mutes)
+        self.hub.send_unreplayed(route, frame)
 
     def recheck_all(self):
         """
@@ -147,7 +176,8 @@ class Relay:
     async def recheck_clients(self, clients, cause, pause=0.0):
         """
         Re-check these connections RECHECK_BATCH sessions at a time (one query for their sessions,
-        then each user's permissions as a subscribe costs them), in a thread of their own so
+        one for their users' mutes, then each user's permissions as a subscribe costs them: mutes
+        changed without a control message, or whose message Redis lost, apply again), in a thread of their own so
         handshakes never wait behind them, `pause` seconds between batches. An answer is applied
         only if no access change was learnt of for that connection while it was computed (a
         control-driven re-check is then looking already).
@@ -158,12 +188,16 @@ class Relay:
             for client in batch:
                 requests.setdefault(client.session_key, set()).update(client.subscriptions)
                 versions[client] = client.access_version
+            user_ids = list({client.identity.user_id for client in batch})
+            mark = self.controls.count
             try:
-                answers = await run_in_background(authorize_sessions, requests)
+                answers, mutes = await run_in_background(lambda: (authorize_sessions(requests), mutes_of(user_ids)))  # noqa: B023
             except DatabaseError as error:  # the database down: the next round will look again
                 self.diagnosis.database_failed(error)
                 return
             for client in batch:
+                if not client.closed and self.controls.preferences_since(mark, client.identity.user_id) is None:
+                    self.hub.set_mutes(client.connection, mutes[client.identity.user_id])  # none newer came meanwhile
                 check, results = answers[client.session_key]
                 wanted = set(client.subscriptions)
                 mine = [(name, outcome) for name, outcome in results if name in wanted]
@@ -222,8 +256,12 @@ class Relay:
             connection.response = None
             client = connection.client = Client(connection, identity, self.hub, self.redis, self.spawn, self.replays)
             self.clients.add(client)
+            self.online.connected(identity.user_id)
             if self.controls.concerns(connection.control_mark, identity):
                 client.access_changed()  # its identity was looked up before a change it must not miss
+            # The mutes loaded with its identity, unless they changed while it was looked up.
+            changed = self.controls.preferences_since(connection.control_mark, identity.user_id)
+            self.hub.set_mutes(connection, identity.mutes if changed is None else mutes_from_frame(changed))
             started = time.monotonic()
             log_connection("Connected %s (user %s) from %s by %s", identity.username, identity.user_id, address, identity.method)
             metrics.CONNECTIONS.inc()
@@ -241,6 +279,7 @@ class Relay:
                 client.close()
                 metrics.CONNECTIONS.dec()
                 self.clients.discard(client)
+                self.online.disconnected(identity.user_id)
                 log_connection(
                     "Disconnected %s (user %s) from %s: code %s after %.1f s",
                     identity.username, identity.user_id, address, connection.close_code, time.monotonic() - started,

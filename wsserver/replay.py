@@ -22,12 +22,15 @@ events sent or rows loaded; past either, resync. Its database part runs in threa
 (threads.run_replay), so replays never hold up handshakes and subscriptions.
 """
 
+from dataclasses import dataclass
+
 from django.apps import apps
 from django.db.models import Max, Q
 
 from notifications import cursors, redisconf
 from notifications.conf import app_settings
 from notifications.models import OBJECT_KINDS, Event, Recipient
+from notifications.preferences import NOTHING_MUTED, Mutes, event_subject
 from notifications.publishing import decode_message, event_json, stored_routes
 from notifications.topics import topic_of_route
 
@@ -60,12 +63,22 @@ def topic_for(routes, followed):
     return None
 
 
-def frame_for(cursor, routes, payload, created_us, followed, joined_us):
-    """The event frame a connection following `followed` gets for this event, or None: not its topic, or before it joined."""
-    route = topic_for(routes, followed)
-    if route is None or (joined_us is not None and created_us is not None and created_us < joined_us):
-        return None
-    return protocol.event(topic_of_route(route), cursor, payload)
+@dataclass(frozen=True)
+class Viewer:
+    """Whom a replay is for: the routes they follow, when their user joined, what they muted."""
+
+    followed: frozenset
+    joined_us: int | None = None
+    mutes: Mutes = NOTHING_MUTED
+
+    def frame(self, cursor, routes, payload, created_us):
+        """The event frame this viewer gets for this event, or None: not its topic, or before it joined."""
+        route = topic_for(routes, self.followed)
+        joined_us = self.joined_us
+        if route is None or (joined_us is not None and created_us is not None and created_us < joined_us):
+            return None
+        muted = bool(self.mutes) and self.mutes.matches(*event_subject(payload))
+        return protocol.event(topic_of_route(route), cursor, payload, muted)
 
 
 def too_many(count):
@@ -130,11 +143,11 @@ def last_published_cursor():
     return cursors.cursor(last_published_position())
 
 
-def stored_frames(since, until, followed, joined_us):
-    """(event id, frame) of the stored events in (since, until] for `followed` routes."""
+def stored_frames(since, until, viewer):
+    """(event id, frame) of the stored events in (since, until] for the viewer."""
     frames = []
-    for cursor, event_id, routes, payload, created in stored_entries(since, until, followed):
-        frame = frame_for(cursor, routes, payload, created, followed, joined_us)
+    for cursor, event_id, routes, payload, created in stored_entries(since, until, viewer.followed):
+        frame = viewer.frame(cursor, routes, payload, created)
         if frame is not None:
             frames.append((event_id, frame))
     return frames
@@ -152,35 +165,35 @@ def replay_start(since, now_ms, joined_us):
     return since
 
 
-async def missed_frames(redis, backlog, since, until, followed, now_ms, joined_us=None):
+async def missed_frames(redis, backlog, since, until, viewer, now_ms):
     """
-    The frames of everything in (since, until] the routes `followed` carry, oldest first, each
+    The frames of everything in (since, until] the viewer's routes carry, oldest first, each
     event once; ReplayImpossible. The newest part comes from the relay's backlog, what it does not
     hold from the stream, what the stream does not hold from the database.
     """
     if until <= since:
         return []
-    since = replay_start(since, now_ms, joined_us)
+    since = replay_start(since, now_ms, viewer.joined_us)
     if until <= since:
         return []
     held_from = backlog.first if backlog.first is not None and backlog.first <= until else until + 1
-    frames = await backlog.frames(max(since, held_from - 1), until, followed, joined_us) if held_from <= until else []
+    frames = await backlog.frames(max(since, held_from - 1), until, viewer) if held_from <= until else []
     if held_from - 1 > since:
         older_until = held_from - 1
-        start, older = await _stream_frames(redis, since, older_until, followed, joined_us)
+        start, older = await _stream_frames(redis, since, older_until, viewer)
         if start > since + 1:
             # What the stream does not hold: older than its oldest entry (trimmed, or lost when
             # Redis restarted without its data), or all of it when Redis is unreachable. The
             # database has every published position, but only for that part: the positions the
             # stream holds are written to the database just after they are added, and may not be
             # there yet (a relay draining the outbox after Redis came back).
-            older = await run_replay(stored_frames, since, min(start - 1, older_until), followed, joined_us) + older
+            older = await run_replay(stored_frames, since, min(start - 1, older_until), viewer) + older
         frames = older + frames
     too_many(len(frames))
     return list(_once(frames))
 
 
-async def _stream_frames(redis, since, until, followed, joined_us):
+async def _stream_frames(redis, since, until, viewer):
     """
     (start, [(event id, frame)]): the frames of the stream's entries in [start, until], where
     `start` is the first position after `since` the stream can vouch for; what comes before it is
@@ -206,7 +219,7 @@ async def _stream_frames(redis, since, until, followed, joined_us):
                 raise ReplayImpossible(f"more than {MAX_SCAN} stream entries to look through")
             for entry_id, fields in entries:
                 event_id, routes, payload, created = decode_message(fields)
-                frame = frame_for(entry_id, routes, payload, created, followed, joined_us)
+                frame = viewer.frame(entry_id, routes, payload, created)
                 if frame is not None:
                     frames.append((event_id, frame))
             too_many(len(frames))

@@ -2,8 +2,9 @@
 The relay's asyncio wiring: the WebSocket server, the Redis reader and the hub between them,
 and the background work beside them: the outbox drainer, the examination of the relay's
 configuration (health.py), the periodic re-check of every connection, the slow-client watchdog,
-keepalive pings (keepalive.py), and the operations endpoints (/metrics and the detailed
-/healthz) on their own address when WSSERVER_METRICS_ADDRESS is set.
+keepalive pings (keepalive.py), telling Redis who is connected (online.py), and the operations
+endpoints (/metrics and the detailed /healthz) on their own address when
+WSSERVER_METRICS_ADDRESS is set.
 
 One process runs one event loop, one Redis reader (bus.StreamReader) and one Hub. The server
 listens at once, whatever state Redis and the database are in: /healthz says whether it can
@@ -220,7 +221,7 @@ async def run(host, port, ready=None, reuse_port=False):
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
     reading = asyncio.create_task(reader.run(lambda: run_sync(last_published_cursor), started))
-    helpers = [drain_outbox(diagnosis), examine_periodically(diagnosis, redis, hub), close_slow_clients(relay)]
+    helpers = [drain_outbox(diagnosis), examine_periodically(diagnosis, redis, hub), close_slow_clients(relay), relay.online.run()]
     if app_settings.WSSERVER_RECHECK_INTERVAL:
         helpers.append(recheck_periodically(relay, app_settings.WSSERVER_RECHECK_INTERVAL))
     if app_settings.WSSERVER_PING_INTERVAL:
@@ -263,13 +264,14 @@ async def run(host, port, ready=None, reuse_port=False):
             # A relay that no longer reads events must not keep sockets open as if it did.
             raise RuntimeError("The Redis reader stopped") from reading.exception()
     finally:
-        await stop_tasks([reading, *helpers, *relay.background], [redis, reader_redis])
+        await stop_tasks([reading, *helpers, *relay.background], [redis, reader_redis], relay.online.clear)
 
 
-async def stop_tasks(tasks, clients):
+async def stop_tasks(tasks, clients, farewell):
     """
     Cancel the background work and wait for it, so that nothing outlives the loop (or complains
-    that its exception was never retrieved), then close the Redis clients. A task still running
+    that its exception was never retrieved), then `await farewell()` (within STOP_WAIT seconds,
+    Redis permitting), then close the Redis clients. A task still running
     after STOP_WAIT seconds (a blocking read redis-py has not given up yet) gets STOP_WAIT more
     once its client is closed; one still running then is named in the log and left behind, and
     the relay exits all the same.
@@ -277,6 +279,8 @@ async def stop_tasks(tasks, clients):
     for task in tasks:
         task.cancel()
     pending = await _wait_for_tasks(tasks)
+    with contextlib.suppress(TimeoutError, *bus.REDIS_DOWN):
+        await asyncio.wait_for(farewell(), STOP_WAIT)
     for client in clients:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(client.aclose(), STOP_WAIT)
