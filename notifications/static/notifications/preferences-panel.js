@@ -114,8 +114,8 @@ export class PreferencesPanel {
     const digestOptions = options.digest || [];
     this.fields.digest.setOptions([{ value: "", label: `Site default (${labelOf(digestOptions, defaults.digest, "off")})` }, ...digestOptions]);
     const languages = (options.languages || []).map(({ code, name }) => ({ value: code, label: name }));
-    const siteLanguage = defaults.language ? labelOf(languages, defaults.language, defaults.language) : "the site's";
-    this.fields.language.setOptions([{ value: "", label: `Site default (${siteLanguage})` }, ...languages]);
+    const siteLanguage = defaults.language ? ` (${labelOf(languages, defaults.language, defaults.language)})` : "";
+    this.fields.language.setOptions([{ value: "", label: `Site default${siteLanguage}` }, ...languages]);
     this.fields.toasts.take(applied.toasts);
     this.fields.push.take(applied.push);
     this.fields.digest.take(chosen.digest);

@@ -305,9 +305,11 @@ class Widget {
     instances += 1;
     this.panel.id = `ntf-panel-${instances}`; // unique however the markup was made (or copied)
     this.bell.setAttribute("aria-controls", this.panel.id);
-    this.preferences = this.config.preferencesUrl ? preferencesFor(this.config.preferencesUrl, this.config.csrfToken) : null;
+    // Without the API's URL the widget still follows the preferences the relay sends (toasts,
+    // mutes); it just cannot show or change them.
+    this.preferences = preferencesFor(this.config.preferencesUrl, this.config.csrfToken);
     this.preferencesPanel = null; // made when first opened
-    this.preferencesButton.hidden = !this.preferences;
+    this.preferencesButton.hidden = !this.config.preferencesUrl;
     this.bindUi();
     this.renderBadge();
     this.renderDesktop();
@@ -323,12 +325,10 @@ class Widget {
     client.on("event", (detail) => this.onEvent(detail));
     client.on("read", (detail) => this.onRead(detail));
     client.on("unread", ({ unread_count: count }) => this.takeCount(count));
-    if (this.preferences) {
-      this.preferences.follow(client);
-      // What the list marks as muted is the server's word: ask it again when the mutes change.
-      this.preferences.addEventListener("change", ({ detail }) => detail.mutesChanged && this.loadedOnce && this.loadState());
-      this.preferences.load().catch(() => {}); // until it answers, toasts are on
-    }
+    this.preferences.follow(client);
+    // What the list marks as muted is the server's word: ask it again when the mutes change.
+    this.preferences.addEventListener("change", ({ detail }) => detail.mutesChanged && this.loadedOnce && this.loadState());
+    if (this.config.preferencesUrl) this.preferences.load().catch(() => {}); // until it answers, toasts are on
     client.on("resync", () => {
       // Missed events cannot be replayed: take the state from the server, live from here on.
       // (Before "connected", the (re)connection reloads it anyway.)
@@ -382,7 +382,7 @@ class Widget {
     const open = () => this.markRead(event.id, { keepalive: true });
     // One tab of the browser shows each event (the client says which), unless the user muted
     // it or turned live toasts off: then it is listed and counted, nothing more.
-    const quiet = muted || (this.preferences !== null && !this.preferences.toasts);
+    const quiet = muted || !this.preferences.toasts;
     if (present && !quiet && toaster.show(event, open)) {
       this.announce(event);
       if (onDesktop) {
@@ -595,7 +595,7 @@ class Widget {
       main.focus(); // the button disappears with the unread state: keep the focus on the item
     });
     node.append(main);
-    if (this.preferences) {
+    if (this.config.preferencesUrl) {
       const { toggle, options } = muteMenu(event, (choice) => this.mute(choice));
       node.append(toggle, readButton, options);
     } else {
