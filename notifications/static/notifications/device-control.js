@@ -23,6 +23,7 @@ export class DeviceControl {
   constructor(config) {
     this.config = config;
     this.subscribed = false;
+    this.busy = false;
     this.element = el("div", "ntf-field ntf-device");
     this.element.dataset.ntfDevice = "";
     const label = el("span", "ntf-field-label", "This device");
@@ -58,7 +59,8 @@ export class DeviceControl {
   }
 
   async toggle() {
-    this.button.disabled = true;
+    if (this.busy) return; // not disabled while busy: that would drop the focus
+    this.busy = true;
     this.say(this.subscribed ? "Stopping…" : "Subscribing this device…");
     try {
       if (this.subscribed) await unsubscribeDevice(this.config);
@@ -68,7 +70,7 @@ export class DeviceControl {
     } catch (error) {
       this.say(error.message, true);
     } finally {
-      this.button.disabled = false;
+      this.busy = false;
     }
   }
 

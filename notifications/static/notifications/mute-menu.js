@@ -52,12 +52,14 @@ export function muteMenu(event, mute) {
   for (const choice of choices) {
     const action = button("ntf-link-button ntf-mute-choice", choice.label);
     action.dataset.ntfMute = choice.field;
+    let busy = false; // not disabled while busy: that would drop the focus
     action.addEventListener("click", async () => {
-      action.disabled = true;
+      if (busy) return;
+      busy = true;
       try {
         await mute(choice);
       } finally {
-        action.disabled = false;
+        busy = false;
         setOpen(false);
         if (toggle.isConnected) toggle.focus();
       }

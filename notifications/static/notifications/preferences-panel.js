@@ -32,6 +32,7 @@ export class PreferencesPanel {
   constructor(store, { device, back }) {
     this.store = store;
     this.device = device;
+    this.saving = false;
     this.element = el("form", "ntf-prefs");
     this.element.noValidate = true;
     this.element.dataset.ntfPrefs = "";
@@ -141,7 +142,9 @@ export class PreferencesPanel {
       this.say("Nothing to save: no changes.");
       return;
     }
-    this.saveButton.disabled = true;
+    // The button keeps the focus (a disabled one would drop it): a second Save waits instead.
+    if (this.saving) return;
+    this.saving = true;
     this.say("Saving…");
     try {
       await this.store.save(changes);
@@ -151,7 +154,7 @@ export class PreferencesPanel {
       if (errors && typeof errors === "object") this.showErrors(errors);
       else this.say(`Not saved (${error.message}); your changes are still here: try again.`, true);
     } finally {
-      this.saveButton.disabled = false;
+      this.saving = false;
     }
   }
 

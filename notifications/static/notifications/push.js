@@ -82,7 +82,7 @@ export async function subscribeDevice({ vapidPublicKey, serviceWorkerUrl, subscr
   const key = vapidKeyBytes(vapidPublicKey);
   const permission = await window.Notification.requestPermission();
   if (permission !== "granted") {
-    throw new PushError("denied", "Notifications are blocked for this site: allow them in the browser's site settings, then try again.");
+    throw new PushError("denied", "Notifications are not allowed for this site: allow them in the browser's site settings, then try again.");
   }
   let subscription;
   try {
