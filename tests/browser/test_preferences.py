@@ -1,7 +1,9 @@
 """
 What the user's notification preferences change in the browser: a muted event is listed and
-counted but never toasted, announced or shown on the desktop; with live toasts off no event is;
-and a change reaches the open pages at once, through the relay's `preferences` frame.
+counted but never toasted, announced or shown on the desktop, whether the relay brought it or
+polling found it in the feed; with live toasts off no event is; and a change reaches the open
+pages at once, through the relay's `preferences` frame. (The panel that edits them:
+test_preferences_panel.py.)
 """
 
 import re
@@ -14,6 +16,7 @@ from notifications import notify
 from notifications.preferences import update
 
 from ..factories import make_user
+from .test_polling import POLLED_TIMEOUT, POLLING_TIMEOUT
 from .test_widget import FAKE_NOTIFICATIONS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -89,3 +92,22 @@ def test_with_live_toasts_off_events_are_listed_without_toasts_and_turning_them_
     expect(widget.toast("Toasted again")).to_be_visible()
     widget.open()
     assert widget.item_titles() == ["Toasted again", "Listed too", "Listed only", "Toasted"]
+
+
+def test_while_polling_a_muted_feed_entry_is_listed_without_a_toast(start_site, relay_factory, browsers_on):
+    relay = relay_factory()
+    site = start_site(relay)
+    user = make_user("polled")
+    update(user, {"muted_kinds": ["build.failed"]}, partial=True)
+    relay.stop()  # no socket: the client polls the feed, whose entries say `muted`
+
+    widget = browsers_on(site).open(user, "/", wait_live=False)
+    widget.expect_state("polling", timeout=POLLING_TIMEOUT)
+    notify(user, "Build failed", kind="build.failed")
+    notify(user, "Deploy done")
+    expect(widget.toast("Deploy done")).to_be_visible(timeout=POLLED_TIMEOUT)
+    assert widget.events() == ["Build failed", "Deploy done"]  # found in this order
+    expect(widget.toasts).to_have_count(1)
+    widget.expect_unread(2)
+    widget.open()
+    expect(item(widget, "Build failed")).to_have_class(MUTED)

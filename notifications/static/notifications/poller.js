@@ -50,6 +50,7 @@ export class Poller {
     this.delay = this.options.interval;
     this.failures = 0;
     this.newest = 0;
+    this.polled = false; // whether an answer came since start()
     this.lastCount = null;
     this.poll(this.generation);
   }
@@ -86,7 +87,9 @@ export class Poller {
     const results = (data && Array.isArray(data.results) ? data.results : []).filter(isEvent).sort((a, b) => a.id - b.id);
     const known = Math.max(this.hooks.lastEventId(), this.newest);
     // With nothing seen yet, the first answer is the starting point: the page loaded it already.
-    const fresh = known ? results.filter((event) => event.id > known && !event.read) : [];
+    // After it, everything newer is news, even when that first answer was an empty feed.
+    const fresh = known || this.polled ? results.filter((event) => event.id > known && !event.read) : [];
+    this.polled = true;
     for (const event of results) this.newest = Math.max(this.newest, event.id);
     for (const event of fresh) this.hooks.frame({ type: "event", topic: feedTopic(event), event, muted: event.muted === true });
     const count = data && Number.isInteger(data.unread_count) ? data.unread_count : null;
