@@ -70,12 +70,14 @@ export function muteMenu(event, mute) {
     setOpen(options.hidden);
     if (!options.hidden) options.querySelector("button").focus();
   });
-  options.addEventListener("keydown", (key) => {
-    if (key.key !== "Escape") return;
+  const closeOnEscape = (key) => {
+    if (key.key !== "Escape" || options.hidden) return;
     key.preventDefault();
     key.stopPropagation(); // the choices close, not the dropdown
     setOpen(false);
     toggle.focus();
-  });
+  };
+  options.addEventListener("keydown", closeOnEscape);
+  toggle.addEventListener("keydown", closeOnEscape);
   return { toggle, options };
 }

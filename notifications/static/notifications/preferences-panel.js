@@ -7,7 +7,7 @@
  * appear at once, without overwriting what the user is editing here.
  */
 
-import { button, el, uniqueId } from "./dom.js";
+import { button, el } from "./dom.js";
 import { CheckboxField, ListField, SelectField } from "./preference-fields.js";
 
 /** What a muted topic is about, in words. */
@@ -61,9 +61,7 @@ export class PreferencesPanel {
     this.backButton.append(el("span", "ntf-sr-only", " to notifications"));
     this.backButton.dataset.ntfPrefsBack = "";
     this.backButton.addEventListener("click", back);
-    this.title = el("span", "ntf-panel-title", "Notification preferences");
-    this.title.id = uniqueId("ntf-prefs-title");
-    head.append(this.title, this.backButton);
+    head.append(el("span", "ntf-panel-title", "Notification preferences"), this.backButton);
 
     const body = el("div", "ntf-prefs-body");
     this.alert = el("div", "ntf-prefs-alert");
@@ -86,11 +84,7 @@ export class PreferencesPanel {
     this.element.append(head, body, foot);
   }
 
-  get hidden() {
-    return this.element.hidden;
-  }
-
-  /** Show the panel, its first control focused; load the preferences (kept edits stay). */
+  /** Show the panel, the focus on its first control (Back); load the preferences (kept edits stay). */
   async show() {
     this.element.hidden = false;
     this.backButton.focus();
