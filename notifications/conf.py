@@ -37,6 +37,9 @@ DEFAULTS = {
     # Defaults of every user's preferences (notifications.preferences), over the built-in ones:
     # {"toasts": True, "digest": "off", "push": True, "language": "", "muted_kinds": [], "muted_topics": []}.
     "NOTIFICATIONS_PREFERENCES": {},
+    # Whether sockets may announce themselves on object topics and see who else has the object
+    # open (notifications.presence; the `presence` command and frames of protocol.md).
+    "NOTIFICATIONS_PRESENCE": True,
     # ws:// or wss:// URL browsers use to reach the relay; empty: derived from the request host.
     "WSSERVER_PUBLIC_URL": "",
     # Port the derived WSSERVER_PUBLIC_URL points at (runwsserver's default port).

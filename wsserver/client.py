@@ -32,6 +32,7 @@ from django.db import DatabaseError
 from notifications import cursors
 from notifications.authorization import routes_for
 from notifications.conf import app_settings
+from notifications.presence import presence_route
 from notifications.sessions import check_sessions
 from notifications.topics import INBOX, TopicError, parse_topic
 
@@ -87,8 +88,9 @@ def canonical_name(name):
 
 
 class Client:
-    def __init__(self, connection, identity, hub, redis, spawn, replays):
+    def __init__(self, connection, identity, hub, redis, spawn, replays, presence=None):
         self.connection = connection
+        self.presence = presence  # presence.Presence: who has the objects followed open
         self.identity = identity
         self.session_key = identity.session_key
         self.hub = hub
@@ -96,6 +98,7 @@ class Client:
         self.spawn = spawn  # runs a coroutine in the background (Relay.spawn)
         self.replays = replays  # limits.ReplayGate: what resumes may cost
         self.subscriptions = {}  # canonical topic name → routes it follows
+        self.presence_topics = set()  # topics this socket announced itself on (it gets their presence frames)
         self.access_version = 0  # changes each time the relay learns access may have changed
         # While a re-check is pending, an Event set when it is over (see access_changed); made only
         # then: an asyncio.Event costs 0.9 KiB, on every idle socket (docs/performance.md).
@@ -126,6 +129,8 @@ class Client:
         self._cancel_settle()
         if self._expiry is not None:
             self._expiry.cancel()
+        if self.presence is not None:
+            self.presence.closed(self.connection)
         self.hub.forget(self.connection)
         self.hub.unfollow(self.connection, self._all_routes())
         metrics.SUBSCRIPTIONS.dec(len(self.subscriptions))
@@ -146,6 +151,8 @@ class Client:
         elif isinstance(command, protocol.Unsubscribe):
             self._release()
             await self.unsubscribe(command.topics, command.ref)
+        elif isinstance(command, protocol.Presence):
+            await self.announce(canonical_name(command.topic), command.state, command.ref)
         elif isinstance(command, protocol.Ping):
             self._release()
             await self.connection.send(protocol.pong(command.ref))
@@ -181,13 +188,37 @@ class Client:
         if accepted:
             await self.connection.send(protocol.subscribed(accepted, ref))
 
+    async def announce(self, topic, state, ref):
+        """A `presence` command: this socket is viewing or editing an object it follows, or gone from it."""
+        if self.presence is None:
+            await self.connection.send(protocol.error("presence_disabled", "This relay keeps no presence.", ref))
+            return
+        refused = self.presence.refusal(self, topic)
+        if refused is not None:
+            await self.connection.send(protocol.error(*refused, ref))
+            return
+        await self.connection.send(protocol.announced(topic, state, ref))  # before the diff it causes
+        first = state is not None and topic not in self.presence_topics
+        if first:
+            self.presence_topics.add(topic)
+            self.hub.follow(self.connection, [presence_route(topic)])
+        elif state is None and topic in self.presence_topics:
+            self._stop_presence(topic)
+        await self.presence.announce(self, topic, state)
+        if first:
+            await self.presence.snapshot(self.connection, topic)
+
+    def _stop_presence(self, topic):
+        self.presence_topics.discard(topic)
+        self.hub.unfollow(self.connection, [presence_route(topic)])
+
     async def unsubscribe(self, names, ref):
         names = list(dict.fromkeys(map(canonical_name, names)))
         if INBOX in names:
             await self.connection.send(protocol.error("bad_request", "The inbox is always subscribed.", ref))
             return
         for name in names:
-            self._unfollow(name)
+            self._drop(name)
         self.hub.keep_held_only(self.connection, self._all_routes())
         await self.connection.send(protocol.unsubscribed(names, "requested", ref))
 
@@ -304,7 +335,7 @@ class Client:
             if name not in self.subscriptions:
                 continue  # unsubscribed while we looked
             if isinstance(outcome, TopicError):
-                self._unfollow(name)
+                self._drop(name)
                 revoked.append(name)
             else:
                 self._follow(name, outcome)
@@ -357,6 +388,13 @@ class Client:
         self.hub.follow(self.connection, routes)
         metrics.SUBSCRIPTIONS.inc()
 
+    def _drop(self, name):
+        """Stop following a topic for good (unsubscribed, or no longer allowed): its presence goes too."""
+        if name in self.presence_topics:
+            self._stop_presence(name)
+            self.presence.left(self.connection, name)
+        self._unfollow(name)
+
     def _unfollow(self, name):
         routes = self.subscriptions.pop(name, None)
         if routes is not None:
@@ -364,4 +402,6 @@ class Client:
             self.hub.unfollow(self.connection, routes - self._all_routes())
 
     def _all_routes(self):
-        return frozenset().union(*self.subscriptions.values())
+        """The routes followed: the topics' and the presence routes of the topics announced on."""
+        routes = frozenset().union(*self.subscriptions.values())
+        return routes.union(map(presence_route, self.presence_topics)) if self.presence_topics else routes

@@ -129,6 +129,10 @@ class Hub:
                 if not followers:
                     del self._followers[route]
 
+    def routes_starting(self, prefix):
+        """The routes someone follows here that start with `prefix`."""
+        return [route for route in self._followers if route.startswith(prefix)]
+
     def followers(self, route):
         return set(self._followers.get(route, ()))
 

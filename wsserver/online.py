@@ -5,7 +5,7 @@ least one socket of, kept in Redis.
 A user's first socket here adds them, their last one closing removes them; the changes go to
 Redis together once every FLUSH_SECONDS (a burst of ten thousand handshakes is a few commands,
 not ten thousand), and every notifications.online.REFRESH_SECONDS the set's expiry is pushed
-back. When Redis has lost the set meanwhile (restarted, flushed, failed over), the refresh
+back, with the relay's mark of life (which it sets from the start, users or not). When Redis has lost the set meanwhile (restarted, flushed, failed over), the refresh
 finds it gone and writes it whole again. On a clean stop the set is deleted at once.
 """
 
@@ -78,7 +78,7 @@ class OnlineUsers:
             if removed:
                 pipe.srem(self.key, *removed)
             pipe.expire(self.key, online.ONLINE_TTL)
-            pipe.sadd(online.registry_key(), self.relay_id)
+            self._alive(pipe)
             existed = (await pipe.execute())[0]
             if not existed and len(self.sockets) > len(added):
                 await self._rewrite()
@@ -92,13 +92,17 @@ class OnlineUsers:
         if self.sockets:
             pipe.sadd(self.key, *self.sockets)
             pipe.expire(self.key, online.ONLINE_TTL)
-        pipe.sadd(online.registry_key(), self.relay_id)
+        self._alive(pipe)
         await pipe.execute()
         self.stale = False
+
+    def _alive(self, pipe):
+        pipe.set(online.alive_key(self.relay_id), 1, ex=online.ONLINE_TTL)
+        pipe.sadd(online.registry_key(), self.relay_id)
 
     async def clear(self):
         """On a clean stop: this relay's users leave at once."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self.key)
+        pipe.delete(self.key, online.alive_key(self.relay_id))
         pipe.srem(online.registry_key(), self.relay_id)
         await pipe.execute()

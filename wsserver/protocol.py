@@ -11,6 +11,8 @@ import json
 import math
 from dataclasses import dataclass
 
+from notifications.presence import STATES as PRESENCE_STATES
+
 MAX_REF_LENGTH = 64
 
 # Close codes (PROTOCOL.md).
@@ -53,6 +55,13 @@ class Resume:
 
 
 @dataclass(frozen=True)
+class Presence:
+    topic: str
+    state: str | None  # "viewing", "editing", or None: gone
+    ref: object = None
+
+
+@dataclass(frozen=True)
 class Ping:
     ref: object = None
 
@@ -79,9 +88,14 @@ def parse(frame, max_topics):
         return Auth(_string(data, "token", ref), ref)
     if kind == "resume":
         return Resume(_string(data, "cursor", ref), ref)
+    if kind == "presence":
+        state = data.get("state")
+        if state is not None and state not in PRESENCE_STATES:
+            raise ProtocolError("bad_request", f"'presence' needs 'state': one of {', '.join(PRESENCE_STATES)}, or null to leave.", ref)
+        return Presence(_string(data, "topic", ref), state, ref)
     raise ProtocolError(
         "bad_request",
-        f"Unknown type {kind!r}: expected auth, subscribe, unsubscribe, resume or ping.",
+        f"Unknown type {kind!r}: expected auth, subscribe, unsubscribe, resume, presence or ping.",
         ref,
     )
 
@@ -157,6 +171,10 @@ def unsubscribed(topics, reason, ref=None):
 
 def error(code, message, ref=None):
     return _with_ref({"type": "error", "code": code, "message": message}, ref)
+
+
+def announced(topic, state, ref=None):
+    return _with_ref({"type": "announced", "topic": topic, "state": state}, ref)
 
 
 def pong(ref=None):

@@ -22,6 +22,8 @@ from websockets.exceptions import ConnectionClosed
 
 from notifications.conf import app_settings
 from notifications.preferences import FIELD as PREFERENCES
+from notifications.presence import FIELD as PRESENCE
+from notifications.presence import presence_route
 from notifications.preferences import mutes_from_frame, mutes_of
 from notifications.readstate import FIELD as READ
 from notifications.redisaddress import REDIS_ERRORS
@@ -40,6 +42,7 @@ from .batching import Batched
 from .client import Client, authorize_sessions
 from .limits import ConnectionCaps, FloodGuard, ReplayGate
 from .online import OnlineUsers
+from .presence import Presence
 from .threads import run_in_background, run_sync
 
 logger = logging.getLogger(__name__)
@@ -123,6 +126,7 @@ class Relay:
         self.replays = ReplayGate()
         self.controls = ControlLog()
         self.online = OnlineUsers(redis)  # who has a socket here, told to Redis (notifications.online)
+        self.presence = Presence(redis, hub, self.online.relay_id, self.spawn)
         self.identify_session = Batched(lambda keys: run_sync(identify_by_sessions, keys))
         self._tasks = set()
 
@@ -140,6 +144,9 @@ class Relay:
         """
         if READ in fields:
             self.hub.send_unreplayed(user_route(fields[READ]), fields.get("frame", ""))
+            return
+        if PRESENCE in fields:
+            self.hub.send_unreplayed(presence_route(fields[PRESENCE]), fields.get("frame", ""))
             return
         self.controls.add(fields)
         if PREFERENCES in fields:
@@ -254,7 +261,9 @@ class Relay:
             # websockets that the handshake is over).
             connection.request.headers.clear()
             connection.response = None
-            client = connection.client = Client(connection, identity, self.hub, self.redis, self.spawn, self.replays)
+            client = connection.client = Client(
+                connection, identity, self.hub, self.redis, self.spawn, self.replays, self.presence
+            )
             self.clients.add(client)
             self.online.connected(identity.user_id)
             if self.controls.concerns(connection.control_mark, identity):

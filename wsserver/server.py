@@ -221,7 +221,7 @@ async def run(host, port, ready=None, reuse_port=False):
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
     reading = asyncio.create_task(reader.run(lambda: run_sync(last_published_cursor), started))
-    helpers = [drain_outbox(diagnosis), examine_periodically(diagnosis, redis, hub), close_slow_clients(relay), relay.online.run()]
+    helpers = [drain_outbox(diagnosis), examine_periodically(diagnosis, redis, hub), close_slow_clients(relay), relay.online.run(), relay.presence.run()]
     if app_settings.WSSERVER_RECHECK_INTERVAL:
         helpers.append(recheck_periodically(relay, app_settings.WSSERVER_RECHECK_INTERVAL))
     if app_settings.WSSERVER_PING_INTERVAL:
