@@ -1,18 +1,26 @@
 """
 The Event admin: a read-only record of what was published, to whom, and the page that sends an
-announcement (users with the `notifications.send_announcement` permission).
+announcement (users with the `notifications.send_announcement` permission). The Preferences
+admin: what each user chose, what applies to them, and a change saved through
+preferences.update, so the relays and the user's sockets learn it as from the HTTP API.
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import router, transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, gettext_lazy
 
+from . import preferences
 from .api import announce
 from .links import checked_url
-from .models import Audience, Event, Receipt
+from .models import Audience, DigestFrequency, Event, Preferences, Receipt
 
 RECIPIENTS_SHOWN = 20
 
@@ -96,3 +104,185 @@ class ReceiptAdmin(ReadOnlyAdmin):
     list_display = ["event", "user", "read_at"]
     list_select_related = ["event", "user"]
     raw_id_fields = ["event", "user"]
+
+
+# Preferences -------------------------------------------------------------------------------------
+
+
+def shown(name, value):
+    """A preference's value as staff read it."""
+    if isinstance(value, bool):
+        return gettext("Yes") if value else gettext("No")
+    if name == "digest":
+        return DigestFrequency(value).label
+    if name == "language":
+        return gettext(dict(settings.LANGUAGES).get(value, value)) if value else gettext("the site's language")
+    if name.startswith("muted_"):
+        return ", ".join(value) or gettext("nothing")
+    return str(value)
+
+
+def applied_value(name, row):
+    """What applies for one preference, and whether it is the site's default."""
+    value = shown(name, getattr(preferences.applied(row), name))
+    return value if preferences.chosen(row)[name] is not None else gettext("%(value)s (site default)") % {"value": value}
+
+
+class MutesField(forms.JSONField):
+    """A JSON list of mutes; left empty (rather than "null"), the site's default."""
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
+
+
+class PreferencesForm(forms.ModelForm):
+    """The model's fields, each empty choice named as the site's default it stands for, validated by preferences.clean."""
+
+    language = forms.ChoiceField(required=False)
+    muted_kinds = MutesField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=gettext_lazy('A JSON list of kinds, e.g. ["model.updated", "admin.change"]; empty: the site\'s default.'),
+    )
+    muted_topics = MutesField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=gettext_lazy(
+            'A JSON list of model or object topics, e.g. ["model:shop.order", "object:shop.order:5"]; empty: the site\'s default.'
+        ),
+    )
+
+    class Meta:
+        model = Preferences
+        fields = ["user", *preferences.CHOICES]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        defaults = preferences.applied(None)
+        default = gettext("Site default (%(value)s)")
+        for name in ("toasts", "push"):
+            self.fields[name].widget.choices = [
+                ("unknown", default % {"value": shown(name, getattr(defaults, name))}),
+                ("true", gettext("Yes")),
+                ("false", gettext("No")),
+            ]
+        self.fields["digest"].choices = [("", default % {"value": shown("digest", defaults.digest)}), *DigestFrequency.choices]
+        self.fields["language"].choices = [("", default % {"value": shown("language", defaults.language)}), *settings.LANGUAGES]
+
+    def clean(self):
+        cleaned_data = super().clean()
+        given = {name: cleaned_data[name] for name in preferences.CHOICES if name in cleaned_data}
+        try:
+            self.preferences = preferences.clean({name: None if value == "" else value for name, value in given.items()})
+        except ValidationError as error:
+            for name, problems in error.message_dict.items():
+                self.add_error(name if name in self.fields else None, problems)
+        return cleaned_data
+
+
+def chosen_filter(name, values):
+    """A list filter on what users chose for `name` ({parameter: (stored value, label)}), or left to the site."""
+
+    class ChosenFilter(admin.SimpleListFilter):
+        title = Preferences._meta.get_field(name).verbose_name
+        parameter_name = name
+        # What a row that follows the site's default holds: null, or "" in a text column.
+        stored = {
+            "default": None if Preferences._meta.get_field(name).null else "",
+            **{key: value for key, (value, _label) in values.items()},
+        }
+
+        def lookups(self, request, model_admin):
+            return [("default", gettext("Site default")), *((key, label) for key, (_value, label) in values.items())]
+
+        def queryset(self, request, queryset):
+            if self.value() not in self.stored:
+                return queryset
+            return queryset.filter(**{name: self.stored[self.value()]})  # None: IS NULL
+
+    return ChosenFilter
+
+
+APPLIED_LABELS = [
+    ("toasts", gettext_lazy("Toasts")),
+    ("digest", gettext_lazy("Email digest")),
+    ("push", gettext_lazy("Push")),
+    ("language", gettext_lazy("Language")),
+    ("muted_kinds", gettext_lazy("Muted kinds")),
+    ("muted_topics", gettext_lazy("Muted topics")),
+]
+
+
+ON_OFF = {"yes": (True, gettext_lazy("Yes")), "no": (False, gettext_lazy("No"))}
+
+
+@admin.register(Preferences)
+class PreferencesAdmin(admin.ModelAdmin):
+    form = PreferencesForm
+    list_display = ["user", "toasts_applied", "digest_applied", "push_applied", "language_applied", "mutes", "updated_at"]
+    list_select_related = ["user"]
+    list_filter = [
+        chosen_filter("digest", {value: (value, label) for value, label in DigestFrequency.choices}),
+        chosen_filter("toasts", ON_OFF),
+        chosen_filter("push", ON_OFF),
+    ]
+    raw_id_fields = ["user"]
+    fields = ["user", *preferences.CHOICES, "applied", "updated_at"]
+    readonly_fields = ["applied", "updated_at"]
+
+    def get_search_fields(self, request):
+        return [f"user__{get_user_model().USERNAME_FIELD}"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The user is the row's primary key: changing it would move the row to someone else.
+        return [*self.readonly_fields, "user"] if obj is not None else self.readonly_fields
+
+    @admin.display(description=gettext_lazy("Toasts"))
+    def toasts_applied(self, row):
+        return applied_value("toasts", row)
+
+    @admin.display(description=gettext_lazy("Email digest"))
+    def digest_applied(self, row):
+        return applied_value("digest", row)
+
+    @admin.display(description=gettext_lazy("Push"))
+    def push_applied(self, row):
+        return applied_value("push", row)
+
+    @admin.display(description=gettext_lazy("Language"))
+    def language_applied(self, row):
+        return applied_value("language", row)
+
+    @admin.display(description=gettext_lazy("Muted"))
+    def mutes(self, row):
+        choices = preferences.applied(row)
+        return ", ".join([*choices.muted_kinds, *choices.muted_topics]) or "—"
+
+    @admin.display(description=gettext_lazy("What applies now"))
+    def applied(self, row):
+        rows = format_html_join("", "<li>{}: {}</li>", ((label, applied_value(name, row)) for name, label in APPLIED_LABELS))
+        return format_html("<ul>{}</ul>", rows)
+
+    def save_model(self, request, obj, form, change):
+        """Through preferences.update: stored, and the relays told once the admin's transaction commits."""
+        preferences.update(obj.user, form.preferences)
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        tell_relays([obj.user_id])
+
+    def delete_queryset(self, request, queryset):
+        user_ids = list(queryset.values_list("user_id", flat=True))
+        super().delete_queryset(request, queryset)
+        tell_relays(user_ids)
+
+
+def tell_relays(user_ids):
+    """Once deleted rows are committed, the relays learn the site's defaults that now apply to these users."""
+
+    def publish():
+        for user_id, choices in preferences.choices_of(user_ids).items():
+            preferences.publish(user_id, choices)
+
+    transaction.on_commit(publish, using=router.db_for_write(Preferences))

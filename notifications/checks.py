@@ -9,11 +9,11 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.core.checks import Error, Tags, Warning, register
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.template import engines
 from django.template.backends.django import DjangoTemplates
 
-from . import redisaddress, redisconf, ticketauth
+from . import preferences, redisaddress, redisconf, ticketauth
 from .conf import app_settings
 
 WIDGET_SCRIPT = "notifications/widget.js"
@@ -255,3 +255,55 @@ def _needs_authtoken(target):
     except ImportError:
         return False
     return issubclass(target, TokenAuthentication) and target.model is None
+
+
+# What each default of NOTIFICATIONS_PREFERENCES may be, said as the fix.
+PREFERENCE_HINTS = {
+    "toasts": "Set 'toasts' to True or False (built-in: True).",
+    "digest": "Set 'digest' to one of 'off', 'hourly', 'daily', 'weekly' (built-in: 'off').",
+    "push": "Set 'push' to True or False (built-in: True).",
+    "language": "Set 'language' to a code of LANGUAGES, or '' for the site's own language (built-in: '').",
+    "muted_kinds": "Set 'muted_kinds' to a list of event kinds, e.g. ['model.updated'] (built-in: []).",
+    "muted_topics": "Set 'muted_topics' to a list of model or object topics, e.g. ['model:shop.order', "
+    "'object:shop.order:5'] (built-in: []).",
+}
+
+
+@register()
+def check_preferences(app_configs, **kwargs):
+    """
+    NOTIFICATIONS_PREFERENCES, the site's defaults of every user's preferences: each a value a
+    user could choose (preferences.clean, so both are judged alike), none null (a default has
+    nothing under it to fall back to), and mutes written as events name them, or they would
+    never match.
+    """
+    given = app_settings.NOTIFICATIONS_PREFERENCES
+    if not isinstance(given, dict):
+        return [
+            Error(
+                f"NOTIFICATIONS_PREFERENCES must be a dict of default preferences, not {given!r}.",
+                hint="For example {'digest': 'daily', 'muted_kinds': ['model.updated']}; leave out what keeps its "
+                "built-in default.",
+                id="notifications.E014",
+            )
+        ]
+    defaults = {name: list(value) if isinstance(value, tuple) else value for name, value in given.items()}
+    try:
+        cleaned, problems = preferences.clean(defaults, partial=True), {}
+    except ValidationError as error:
+        cleaned, problems = {}, error.message_dict
+    for name, value in defaults.items():
+        if name in problems:
+            continue
+        if value is None:
+            problems[name] = ["None cannot be a default (nothing lies under it): give a value, or leave the key out."]
+        elif name.startswith("muted_") and cleaned[name] != value:
+            problems[name] = [f"Write {cleaned[name]!r}, as events name them: written otherwise, they never match."]
+    return [
+        Error(
+            f"NOTIFICATIONS_PREFERENCES[{name!r}]: {' '.join(messages)}",
+            hint=PREFERENCE_HINTS.get(name, f"Remove {name!r}; the defaults are {', '.join(preferences.CHOICES)}."),
+            id="notifications.E014",
+        )
+        for name, messages in problems.items()
+    ]

@@ -132,6 +132,17 @@ def choices_of(user_ids):
     return {pk: _applied(rows.get(pk), defaults) for pk in user_ids}
 
 
+def applied(row):
+    """The Choices a Preferences row makes (None: the user has none), over the site's defaults now."""
+    return _applied(row, site_defaults())
+
+
+def chosen(row):
+    """{field: what the user chose, None where they follow the site's default} of a row (None: no row)."""
+    values = {name: getattr(row, name, None) if row is not None else None for name in CHOICES}
+    return {name: None if value == "" else value for name, value in values.items()}
+
+
 def mutes_of(user_ids):
     """{user id: Mutes} for these users, in one query: what the relay loads with a batch of handshakes."""
     return {pk: choices.mutes for pk, choices in choices_of(user_ids).items()}

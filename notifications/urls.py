@@ -10,4 +10,5 @@ urlpatterns = [
     path("api/notifications/<int:event_id>/read/", views.mark_read, name="api-read"),
     path("api/unread-count/", views.unread_count, name="api-unread-count"),
     path("api/read-all/", views.mark_all_read, name="api-read-all"),
+    path("api/preferences/", views.preferences_view, name="api-preferences"),
 ]

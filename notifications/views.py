@@ -3,26 +3,32 @@ HTTP endpoints of the notifications app: JSON in, JSON out, session authenticati
 ticket endpoint: the site's choice, see ticketauth.py).
 
 Every answer is JSON, errors included, so the widget never has to parse an HTML error page:
-401 when not logged in, 400 for bad parameters, 403 for a failed CSRF check, 404 for an event
-not in the user's feed, 405 for a wrong method, and 503 with Retry-After while Redis or the
-database is unreachable (the widget then retries with its backoff instead of giving up).
+401 when not logged in, 400 for bad parameters or a body that is not valid (naming each field
+at fault), 403 for a failed CSRF check, 404 for an event not in the user's feed, 405 for a wrong
+method, 413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE, and 503 with Retry-After while Redis or
+the database is unreachable (the widget then retries with its backoff instead of giving up).
 """
 
+import json
 import logging
 from functools import wraps
 from urllib.parse import urlencode
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.http.request import split_domain_port
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import decorator_from_middleware
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
-from . import feed, readstate, redisaddress, ticketauth
+from . import feed, preferences, readstate, redisaddress, ticketauth
 from .conf import WEBSOCKET_PATH, app_settings
+from .models import DigestFrequency, Preferences
 from .publishing import event_payload
 from .tickets import issue_ticket
 
@@ -189,9 +195,10 @@ def notification_list(request):
     if len(page) > limit:
         page = page[:limit]
         next_url = f"{request.path}?{urlencode({'limit': limit, 'before': page[-1].pk})}"
+    mutes = preferences.choices_for(request.user).mutes  # one query, whatever the page's length
     return JsonResponse(
         {
-            "results": [{**event_payload(event), "read": event.read} for event in page],
+            "results": [{**event_payload(event), "read": event.read, "muted": mutes.matches_event(event)} for event in page],
             "unread_count": unread,
             "next": next_url,
         }
@@ -214,3 +221,58 @@ def mark_read(request, event_id):
 def mark_all_read(request):
     readstate.mark_all_read(request.user)
     return JsonResponse({"unread_count": feed.unread_count(request.user)})
+
+
+class BadBody(ValueError):
+    pass
+
+
+def json_object(request):
+    """The request's JSON body. BadBody says why there is none; RequestDataTooBig (a 413) passes through."""
+    if request.content_type != "application/json":
+        sent = f"not {request.content_type!r}" if request.content_type else "with a Content-Type header"
+        raise BadBody(f"Send the body as application/json, {sent}.")
+    try:
+        return json.loads(request.body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise BadBody(f"The body is not valid JSON: {error}.") from None
+
+
+def invalid(errors):
+    """400 naming each field at fault ("__all__": the body as a whole), as the widget shows them."""
+    message = " ".join(f"{name}: {text}" if name != "__all__" else text for name, texts in errors.items() for text in texts)
+    return JsonResponse({"error": "invalid", "message": message, "errors": errors}, status=400)
+
+
+def preferences_body(user):
+    """What GET answers, and PUT and PATCH after a change: the Choices that apply, and how they came to be."""
+    row = Preferences.objects.filter(user_id=user.pk).first()
+    return {
+        "preferences": preferences.applied(row).as_json(),
+        "chosen": preferences.chosen(row),
+        "defaults": preferences.applied(None).as_json(),
+        "options": {
+            "digest": [{"value": value, "label": str(label)} for value, label in DigestFrequency.choices],
+            "languages": [{"code": code, "name": gettext(name)} for code, name in settings.LANGUAGES],
+        },
+    }
+
+
+@api_view("GET", "PUT", "PATCH")
+def preferences_view(request):
+    """
+    The user's notification preferences. PUT sets every field (one left out, or null, follows the
+    site's default); PATCH only those it names. Either answers as GET does, the change applied.
+    """
+    if request.method != "GET":
+        try:
+            data = json_object(request)
+        except RequestDataTooBig:
+            return json_error(413, "too_large", f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+        except BadBody as error:
+            return invalid({"__all__": [str(error)]})
+        try:
+            preferences.update(request.user, data, partial=request.method == "PATCH")
+        except ValidationError as error:
+            return invalid(error.message_dict)
+    return JsonResponse(preferences_body(request.user))

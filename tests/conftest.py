@@ -12,7 +12,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 
-from notifications import redisaddress, redisconf
+from notifications import preferences, redisaddress, redisconf
+from notifications.revocation import control_key
 
 from . import relay as relays
 from .pg_server import postgres, servers_on_postgres  # noqa: F401 (fixtures of the tests that stop PostgreSQL)
@@ -111,6 +112,31 @@ class Stream:
 @pytest.fixture
 def stream():
     reader = Stream()
+    yield reader
+    reader.redis.close()
+
+
+class ControlStream:
+    """The relays' control stream (revocation.py), read with redis-py from a starting point."""
+
+    def __init__(self):
+        self.redis = redisaddress.client(redisconf.url(), decode_responses=True)
+        self.mark()
+
+    def mark(self):
+        """Ignore everything sent so far."""
+        newest = self.redis.xrevrange(control_key(), count=1)
+        self.start = newest[0][0] if newest else "0-0"
+
+    def preferences_messages(self):
+        """The messages since then telling that a user's preferences changed (preferences.publish)."""
+        entries = self.redis.xrange(control_key(), min=f"({self.start}", max="+")
+        return [fields for _, fields in entries if preferences.FIELD in fields]
+
+
+@pytest.fixture
+def control_stream():
+    reader = ControlStream()
     yield reader
     reader.redis.close()
 

@@ -91,9 +91,10 @@ def test_sessions_looked_up_together_are_judged_as_get_user_judges_each(django_a
     logged_out.client.logout()
     keys = [*sessions.values(), deleted_key, expired, "no-such-session-key", "short"]
 
-    # One query for the sessions, one per user (Django's own get_user), one for the groups; a
-    # refused session whose user get_user() did not return costs one more, to say why.
-    with django_assert_num_queries(1 + len(sessions) + 1 + 1 + 2):
+    # One query for the sessions, one per user (Django's own get_user), one for the groups, one
+    # for the preferences (their mutes); a refused session whose user get_user() did not return
+    # costs one more, to say why.
+    with django_assert_num_queries(1 + len(sessions) + 1 + 1 + 1 + 2):
         identities = identify_by_sessions(keys)
 
     accepted = {key: identity for key, identity in identities.items() if isinstance(identity, Identity)}

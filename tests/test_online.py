@@ -66,7 +66,7 @@ async def test_the_users_of_a_killed_relay_time_out_and_a_stopped_relay_s_leave_
 
     redis = get_redis_connection()
     relays = {relay.decode() for relay in redis.smembers(online.registry_key())}
-    assert len(relays) >= 1 and all(redis.exists(online.users_key(relay)) for relay in relays), "the dead are pruned"
+    assert len(relays) >= 1 and all(redis.exists(online.alive_key(relay)) for relay in relays), "the dead are pruned"
 
 
 async def test_a_relay_writes_its_users_again_when_redis_lost_them(relay_factory, ws_clients):

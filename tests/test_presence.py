@@ -5,6 +5,8 @@ explicit one, an unsubscribe, a closed socket, a revoked permission, a relay kil
 kill -9), present() from Python, the rate limit and the setting that turns it off.
 """
 
+import asyncio
+import random
 import time
 
 from notifications import notify, presence
@@ -172,3 +174,36 @@ async def test_a_socket_that_never_announces_itself_gets_no_presence_frames(rela
     await viewer(ws_clients, relay, alice, topic)
     await call(notify, bob, "after alice arrived")
     await bobs.expect_event("after alice arrived")
+
+
+async def test_an_announcement_racing_a_revocation_never_leaves_the_revoked_user_present(relay, ws_clients):
+    """
+    Bob announces himself while his permission is taken away at a random moment: whichever comes
+    first, once both are over he is nowhere: not in Redis, not in what alice's socket was told.
+    """
+    carol = await call(make_user, "carol")
+    alice = await call(make_user, "alice", perms=("auth.view_user",))
+    topic = topic_of(carol)
+    alices, _ = await viewer(ws_clients, relay, alice, topic)
+    seen = {}
+    for trial in range(10):
+        bob = await call(make_user, f"bob{trial}", perms=("auth.view_user",))
+        bobs, _ = await ws_clients.with_cookie(relay, await call(login, bob))
+        await bobs.subscribe([topic])
+        await bobs.send({"type": "presence", "topic": topic, "state": "editing"})
+        await asyncio.sleep(random.uniform(0, 0.01))
+        await call(lambda: bob.user_permissions.clear())  # noqa: B023
+        while (frame := await bobs.recv())["type"] != "unsubscribed":
+            assert frame["type"] in {"announced", "presence_diff", "presence_state", "error"}, frame
+        await asyncio.sleep(0.5)  # what the relay does after the revocation is written by now
+        assert bob.pk not in {each["user"]["id"] for each in await call(presence.present, topic)}, f"trial {trial}"
+        while True:  # what alice was told, up to now
+            try:
+                frame = await alices.recv(timeout=0.2)
+            except AssertionError:
+                break
+            seen.update(frame["joins"])
+            for key in frame["leaves"]:
+                seen.pop(key, None)
+        assert bob.pk not in {each["user"]["id"] for each in seen.values()}, f"trial {trial}: alice still sees bob"
+        await bobs.close()

@@ -197,15 +197,21 @@ class Client:
         if refused is not None:
             await self.connection.send(protocol.error(*refused, ref))
             return
-        await self.connection.send(protocol.announced(topic, state, ref))  # before the diff it causes
+        # Decided with no await since the check: a revocation from here on finds the topic among
+        # those announced on, and takes the entry away (_drop).
         first = state is not None and topic not in self.presence_topics
         if first:
             self.presence_topics.add(topic)
             self.hub.follow(self.connection, [presence_route(topic)])
         elif state is None and topic in self.presence_topics:
             self._stop_presence(topic)
-        await self.presence.announce(self, topic, state)
-        if first:
+        write = self.presence.announce(self, topic, state)
+        try:
+            await self.connection.send(protocol.announced(topic, state, ref))  # before the diff it causes
+        finally:
+            if write is not None:
+                self.spawn(write)  # written even if the socket closed meanwhile (then removed after it)
+        if first and topic in self.presence_topics:
             await self.presence.snapshot(self.connection, topic)
 
     def _stop_presence(self, topic):

@@ -75,6 +75,7 @@ class Presence:
         self.keys = {}  # connection → its entry key
         self.announced = {}  # connection → {topic: entry}
         self.buckets = {}  # connection → TokenBucket, for those that announced
+        self.locks = {}  # connection → asyncio.Lock: its writes, one at a time
         self.unsure = set()  # topics whose last write failed: the refresh sets them right
 
     # A socket's commands and life -------------------------------------------------------------------
@@ -90,30 +91,41 @@ class Presence:
             return "rate_limited", "Too many presence announcements: slow down."
         return None
 
-    async def announce(self, client, topic, state):
-        """Write the socket's entry on the topic (state None: remove it), once refusal() said it may."""
+    def announce(self, client, topic, state):
+        """
+        Record the socket's entry on the topic (state None: remove it), at once, once refusal()
+        said it may; the coroutine that tells Redis, or None when nothing changed.
+        """
         connection = client.connection
         entries = self.announced.setdefault(connection, {})
         if state is None:
-            if entries.pop(topic, None) is not None:
-                await self._write(topic, leaves=[self._key(connection)])
-            return
-        entry = model.entry(client.identity.user_id, client.identity.username, state)
-        if entries.get(topic) != entry:
-            entries[topic] = entry
-            await self._write(topic, joins={self._key(connection): entry})
+            changed = entries.pop(topic, None) is not None
+        else:
+            entry = model.entry(client.identity.user_id, client.identity.username, state)
+            changed, entries[topic] = entries.get(topic) != entry, entry
+        return self._write(connection, topic) if changed else None
 
     def left(self, connection, topic):
         """The socket no longer follows the topic (unsubscribed, or no longer allowed): its entry goes."""
         entries = self.announced.get(connection)
         if entries and entries.pop(topic, None) is not None:
-            self.spawn(self._write(topic, leaves=[self.keys[connection]]))
+            self.spawn(self._write(connection, topic))
 
     def closed(self, connection):
-        for topic in self.announced.pop(connection, {}):
-            self.spawn(self._write(topic, leaves=[self.keys[connection]]))
-        self.keys.pop(connection, None)
+        """The socket closed: its entries go, then what is kept for it."""
+        topics = list(self.announced.get(connection, ()))
+        self.announced.pop(connection, None)
         self.buckets.pop(connection, None)
+        if connection in self.keys:
+            self.spawn(self._forget(connection, topics))
+
+    async def _forget(self, connection, topics):
+        try:
+            for topic in topics:
+                await self._write(connection, topic)
+        finally:
+            self.keys.pop(connection, None)
+            self.locks.pop(connection, None)
 
     async def snapshot(self, connection, topic):
         """Send the socket the topic's presence_state (see the module's docstring)."""
@@ -134,22 +146,28 @@ class Presence:
 
     # Redis --------------------------------------------------------------------------------------------
 
-    async def _write(self, topic, joins=None, leaves=()):
-        frame = protocol.dumps(model.diff_frame(topic, joins, dict.fromkeys(leaves, {})))
-        key = model.hash_key(topic)
-        try:
-            pipe = self.redis.pipeline(transaction=True)
-            for entry_key, entry in (joins or {}).items():
-                pipe.hset(key, entry_key, json.dumps(entry))
-            if joins:
-                pipe.expire(key, model.PRESENCE_TTL)
-            if leaves:
-                pipe.hdel(key, *leaves)
-            add_control(pipe, {model.FIELD: topic, "frame": frame})
-            await pipe.execute()
-        except bus.REDIS_DOWN as error:
-            self.unsure.add(topic)
-            logger.debug("Presence on %s not written (%s): the next refresh writes it", topic, error)
+    async def _write(self, connection, topic):
+        """
+        Make Redis hold the socket's entry on the topic as it is now, and tell every relay. One
+        write at a time per socket, each reading the entry when its turn comes: whatever order
+        announcements, leaves and closes race in, the last write is the latest state.
+        """
+        async with self.locks.setdefault(connection, asyncio.Lock()):
+            entry = self.announced.get(connection, {}).get(topic)
+            entry_key, key = self._key(connection), model.hash_key(topic)
+            joins, leaves = ({entry_key: entry}, {}) if entry is not None else ({}, {entry_key: {}})
+            try:
+                pipe = self.redis.pipeline(transaction=True)
+                if entry is not None:
+                    pipe.hset(key, entry_key, json.dumps(entry))
+                    pipe.expire(key, model.PRESENCE_TTL)
+                else:
+                    pipe.hdel(key, entry_key)
+                add_control(pipe, {model.FIELD: topic, "frame": protocol.dumps(model.diff_frame(topic, joins, leaves))})
+                await pipe.execute()
+            except bus.REDIS_DOWN as error:
+                self.unsure.add(topic)
+                logger.debug("Presence on %s not written (%s): the next refresh writes it", topic, error)
 
     async def _live_entries(self, topic):
         raw = await self.redis.hgetall(model.hash_key(topic))

@@ -1,0 +1,84 @@
+"""
+Admin and model events in the reader's language.
+
+An admin or model event is stored as what happened, not as a sentence: its kind, its actor, its
+target (model label and str()), and for an admin change the log's change message as Django
+keeps it (JSON, `params`). Its title and body are written when someone reads it (the feed, an
+event frame, a toast, an email) in that reader's language, with the model's verbose name and
+Django's own change messages ("Changed First name.") in that language too. A French admin's change
+is a German reader's "root hat Benutzer „bob“ geändert".
+
+The stored title and body are the same sentences in the site's LANGUAGE_CODE, for whatever reads
+the rows directly. Inbox notifications (notify(), announce()) are the site's own words and are
+shown as given.
+"""
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
+
+from .models import Kind
+
+RENDERED_KINDS = frozenset(
+    [Kind.ADMIN_ADDITION, Kind.ADMIN_CHANGE, Kind.ADMIN_DELETION, Kind.MODEL_CREATED, Kind.MODEL_UPDATED, Kind.MODEL_DELETED]
+)
+
+
+def _title(kind, values):
+    # Each sentence whole, so that translators can order it as their language wants.
+    if kind == Kind.ADMIN_ADDITION:
+        return _("%(actor)s added %(model)s “%(object)s”") % values
+    if kind == Kind.ADMIN_CHANGE:
+        return _("%(actor)s changed %(model)s “%(object)s”") % values
+    if kind == Kind.ADMIN_DELETION:
+        return _("%(actor)s deleted %(model)s “%(object)s”") % values
+    if kind == Kind.MODEL_CREATED:
+        return pgettext("a tracked model's event", "%(Model)s “%(object)s” was created") % values
+    if kind == Kind.MODEL_UPDATED:
+        return pgettext("a tracked model's event", "%(Model)s “%(object)s” was updated") % values
+    return pgettext("a tracked model's event", "%(Model)s “%(object)s” was deleted") % values
+
+
+def verbose_name(label):
+    """The model's verbose name in the active language; its label's model name if the model is gone."""
+    try:
+        return str(apps.get_model(label)._meta.verbose_name)
+    except (LookupError, ValueError):
+        return label.partition(".")[2] or label
+
+
+def title_and_body(kind, actor, target_type, target_repr, params):
+    """(title, body) of an admin or model event in the active language."""
+    model = verbose_name(target_type)
+    values = {"actor": actor or _("someone"), "model": model, "Model": model[:1].upper() + model[1:], "object": target_repr}
+    body = ""
+    if kind == Kind.ADMIN_CHANGE and params.get("change_message"):
+        body = LogEntry(change_message=params["change_message"]).get_change_message()
+    return _title(kind, values), body
+
+
+def reader_language(language):
+    """A language code the site offers for `language` (a preference, a cookie), else LANGUAGE_CODE."""
+    if language:
+        try:
+            return translation.get_supported_language_variant(language)
+        except LookupError:
+            pass
+    return settings.LANGUAGE_CODE
+
+
+def rendered(payload, language):
+    """
+    The event payload (publishing.event_payload's dict) with its title and body in `language`,
+    when it is an admin or model event; the payload itself otherwise.
+    """
+    if payload.get("kind") not in RENDERED_KINDS or payload.get("params") is None:
+        return payload
+    target = payload.get("target") or {}
+    actor = (payload.get("actor") or {}).get("username") or payload["params"].get("actor")
+    with translation.override(language):
+        title, body = title_and_body(payload["kind"], actor, target.get("type", ""), target.get("repr", ""), payload["params"])
+    return {**payload, "title": title, "body": body}
