@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0004_preferences'),
+        ('notifications', '0005_event_params'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
