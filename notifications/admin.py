@@ -2,7 +2,8 @@
 The Event admin: a read-only record of what was published, to whom, and the page that sends an
 announcement (users with the `notifications.send_announcement` permission). The Preferences
 admin: what each user chose, what applies to them, and a change saved through
-preferences.update, so the relays and the user's sockets learn it as from the HTTP API.
+preferences.update, so the relays and the user's sockets learn it as from the HTTP API. Users'
+push subscriptions (their devices).
 """
 
 from django import forms
@@ -20,7 +21,7 @@ from django.utils.translation import gettext, gettext_lazy
 from . import preferences
 from .api import announce
 from .links import checked_url
-from .models import Audience, DigestFrequency, Event, Preferences, Receipt
+from .models import Audience, DigestFrequency, Event, Preferences, PushSubscription, Receipt
 
 RECIPIENTS_SHOWN = 20
 
@@ -286,3 +287,13 @@ def tell_relays(user_ids):
             preferences.publish(user_id, choices)
 
     transaction.on_commit(publish, using=router.db_for_write(Preferences))
+
+
+@admin.register(PushSubscription)
+class PushSubscriptionAdmin(ReadOnlyAdmin):
+    """Users' devices (Web Push): seen, and deleted (the device gets no more pushes), never edited."""
+
+    list_display = ["id", "user", "user_agent", "created_at", "last_success_at", "last_failure_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "user_agent"]
+    raw_id_fields = ["user"]

@@ -24,27 +24,29 @@ from django.contrib.admin.models import (
 from django.contrib.contenttypes.models import ContentType
 from django.db.models.signals import post_save
 
-from . import tracking
+from . import rendering, tracking
 from .events import admin_url, create_object_events
 from .models import Event, Kind
 
 ADMIN_KINDS = {ADDITION: Kind.ADMIN_ADDITION, CHANGE: Kind.ADMIN_CHANGE, DELETION: Kind.ADMIN_DELETION}
-ADMIN_VERBS = {ADDITION: "added", CHANGE: "changed", DELETION: "deleted"}
 PUBLISHED_FLAG = "_notifications_published"
 
 
 def admin_event(entry, actor):
+    """The event of a log entry: what happened (rendering.py writes it in each reader's language)."""
     content_type = ContentType.objects.db_manager(entry._state.db).get_for_id(entry.content_type_id)
-    model = content_type.model_class()
-    verbose_name = model._meta.verbose_name if model else content_type.model
     deleted = entry.action_flag == DELETION
+    kind, target_type = ADMIN_KINDS[entry.action_flag], f"{content_type.app_label}.{content_type.model}"
+    params = {"actor": actor.get_username(), "change_message": entry.change_message or ""}
+    title, body = rendering.in_site_language(kind, params["actor"], target_type, entry.object_repr, params)
     return Event(
-        kind=ADMIN_KINDS[entry.action_flag],
-        title=f"{actor.get_username()} {ADMIN_VERBS[entry.action_flag]} {verbose_name} “{entry.object_repr}”",
-        body="" if entry.action_flag == ADDITION else entry.get_change_message(),
+        kind=kind,
+        title=title,
+        body=body,
+        params=params,
         url=admin_url(content_type.app_label, content_type.model, None if deleted else entry.object_id),
         actor=actor,
-        target_type=f"{content_type.app_label}.{content_type.model}",
+        target_type=target_type,
         target_id=str(entry.object_id or ""),
         target_repr=entry.object_repr,
         created_at=entry.action_time,

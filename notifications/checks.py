@@ -3,6 +3,7 @@ System checks: `manage.py check` names each misconfiguration and how to fix it, 
 leaving it to surface as a bell that never rings.
 """
 
+import re
 from urllib.parse import urlsplit
 
 from django.apps import apps
@@ -15,6 +16,7 @@ from django.template.backends.django import DjangoTemplates
 
 from . import preferences, redisaddress, redisconf, ticketauth
 from .conf import app_settings
+from .webpush import vapid
 
 WIDGET_SCRIPT = "notifications/widget.js"
 CONTEXT_PROCESSORS = ("django.template.context_processors.request", "django.contrib.auth.context_processors.auth")
@@ -307,3 +309,58 @@ def check_preferences(app_configs, **kwargs):
         )
         for name, messages in problems.items()
     ]
+@register(Tags.security)
+def check_push(app_configs, **kwargs):
+    """Web Push settings (notifications.webpush): a key pair that belongs together, a subject, sane limits."""
+    errors = []
+    key_problem = vapid.key_problem()
+    if key_problem:
+        errors.append(
+            Error(
+                f"Web Push is misconfigured: {key_problem}.",
+                hint="Run `python manage.py generate_vapid_keys` and copy both lines it prints into your settings "
+                "(keep the private key secret); leave both keys empty to turn Web Push off.",
+                id="notifications.E030",
+            )
+        )
+    subject_problem = vapid.subject_problem()
+    if subject_problem:
+        errors.append(
+            Error(
+                f"Web Push is misconfigured: {subject_problem}.",
+                hint="Set NOTIFICATIONS_VAPID_SUBJECT = 'mailto:ops@example.com' (or an https: URL of the site): "
+                "push services write there when this site's pushes cause trouble.",
+                id="notifications.E031",
+            )
+        )
+    for name in ("NOTIFICATIONS_PUSH_RATE", "NOTIFICATIONS_PUSH_TTL"):
+        value = getattr(app_settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            errors.append(
+                Error(
+                    f"{name} must be a whole number above 0, not {value!r}.",
+                    hint="NOTIFICATIONS_PUSH_RATE: pushes a minute per user (default 10); NOTIFICATIONS_PUSH_TTL: "
+                    "seconds a push service keeps a message for an offline device (default 86400).",
+                    id="notifications.E032",
+                )
+            )
+    malformed = _malformed_services(app_settings.NOTIFICATIONS_PUSH_SERVICES)
+    if malformed:
+        errors.append(
+            Error(
+                f"NOTIFICATIONS_PUSH_SERVICES must be a list of origins; {malformed[0]!r} is not one.",
+                hint="List origins such as 'https://fcm.googleapis.com' or 'https://*.notify.windows.com' (no path): "
+                "subscriptions to any other endpoint are refused.",
+                id="notifications.E033",
+            )
+        )
+    return errors
+
+
+PUSH_SERVICE = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:\d+)?")
+
+
+def _malformed_services(services):
+    if not isinstance(services, (list, tuple)):
+        return [services]
+    return [service for service in services if not isinstance(service, str) or not PUSH_SERVICE.fullmatch(service)]

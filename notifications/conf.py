@@ -37,6 +37,27 @@ DEFAULTS = {
     # Defaults of every user's preferences (notifications.preferences), over the built-in ones:
     # {"toasts": True, "digest": "off", "push": True, "language": "", "muted_kinds": [], "muted_topics": []}.
     "NOTIFICATIONS_PREFERENCES": {},
+    # Web Push (notifications.webpush): the site's VAPID key pair, as `manage.py generate_vapid_keys`
+    # prints it (base64url: the raw 32-byte private key, the 65-byte uncompressed public key), and
+    # the contact push services may write to ("mailto:ops@example.com" or "https://..."). Without
+    # the keys, nothing is pushed and the push-subscriptions endpoint answers 404 push_disabled.
+    "NOTIFICATIONS_VAPID_PUBLIC_KEY": "",
+    "NOTIFICATIONS_VAPID_PRIVATE_KEY": "",
+    "NOTIFICATIONS_VAPID_SUBJECT": "",
+    # Pushes a minute one user may receive, counted over every relay (more: not pushed).
+    "NOTIFICATIONS_PUSH_RATE": 10,
+    # Seconds a push service keeps a message for a device that is offline; events older than this
+    # when a relay reads them (relays were down) are not pushed.
+    "NOTIFICATIONS_PUSH_TTL": 24 * 3600,
+    # Origins of the push services subscriptions may name ("https://*.example.com": any subdomain).
+    # The relay POSTs to a subscription's endpoint: a user must not be able to point it at a
+    # service inside your network.
+    "NOTIFICATIONS_PUSH_SERVICES": [
+        "https://fcm.googleapis.com",
+        "https://updates.push.services.mozilla.com",
+        "https://web.push.apple.com",
+        "https://*.notify.windows.com",
+    ],
     # Whether sockets may announce themselves on object topics and see who else has the object
     # open (notifications.presence; the `presence` command and frames of protocol.md).
     "NOTIFICATIONS_PRESENCE": True,

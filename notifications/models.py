@@ -47,6 +47,9 @@ class Event(models.Model):
     target_id = models.CharField(max_length=255, blank=True)
     target_repr = models.CharField(max_length=200, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    # What an admin or model event's title and body are written from in each reader's language
+    # (notifications.rendering): the actor's name, and an admin change's message as the log keeps it.
+    params = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     # Where it was published in the Redis stream (notifications.cursors); null while it waits in
     # the outbox, because Redis was unreachable when its transaction committed.
@@ -150,3 +153,31 @@ class Preferences(models.Model):
 
     def __str__(self):
         return f"Notification preferences of {self.user}"
+
+
+class PushSubscription(models.Model):
+    """
+    One device's Web Push subscription (notifications.webpush): where its push service takes
+    messages for it, and the keys they are encrypted with. An endpoint belongs to one user, the
+    last one who subscribed that browser.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    endpoint = models.CharField(max_length=1024, unique=True)
+    # The browser's ECDH P-256 public key and its 16-byte auth secret, base64url (RFC 8291).
+    p256dh = models.CharField(max_length=100)
+    auth = models.CharField(max_length=40)
+    # The browser that subscribed, so the user and the admin can tell devices apart.
+    user_agent = models.CharField(max_length=255, blank=True)
+    # When the push service will drop the subscription by itself (PushSubscription.expirationTime).
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("push subscription")
+        verbose_name_plural = _("push subscriptions")
+
+    def __str__(self):
+        return f"Push subscription {self.pk} of {self.user}"

@@ -8,9 +8,9 @@ emailed, nor pushed, and stays in the feed. What a user left unset follows the s
 (NOTIFICATIONS_PREFERENCES), read at the moment they apply.
 
 Every channel asks the same question here (Mutes.matches), so muting means one thing. The
-relay asks it with no query: it loads the mutes of the users of a batch of handshakes in one
-query (mutes_of), and a change reaches it as a control message carrying the new preferences
-(publish), which it also writes to the user's sockets as a `preferences` frame.
+relay asks it with no query: it loads the mutes and languages of the users of a batch of
+handshakes in one query (readers_of), and a change reaches it as a control message carrying the
+new preferences (publish), which it also writes to the user's sockets as a `preferences` frame.
 """
 
 import json
@@ -143,9 +143,28 @@ def chosen(row):
     return {name: None if value == "" else value for name, value in values.items()}
 
 
-def mutes_of(user_ids):
-    """{user id: Mutes} for these users, in one query: what the relay loads with a batch of handshakes."""
-    return {pk: choices.mutes for pk, choices in choices_of(user_ids).items()}
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """How a user reads events on their sockets: what they muted, and the language they chose ("": none)."""
+
+    mutes: Mutes = NOTHING_MUTED
+    language: str = ""
+
+    def __bool__(self):
+        return bool(self.mutes or self.language)
+
+
+EVERYONE = Reader()  # shared by every user who muted nothing and chose no language
+
+
+def reader(mutes, language):
+    """A Reader; EVERYONE's when nothing is muted and no language chosen."""
+    return Reader(mutes, language) if mutes or language else EVERYONE
+
+
+def readers_of(user_ids):
+    """{user id: Reader} for these users, in one query: what the relay loads with a batch of handshakes."""
+    return {pk: reader(choices.mutes, choices.language) for pk, choices in choices_of(user_ids).items()}
 
 
 # Changing preferences --------------------------------------------------------------------------------
@@ -263,9 +282,8 @@ def publish(user_id, choices):
         logger.warning("Could not tell the relays that user %s changed their preferences: %s", user_id, error)
 
 
-def mutes_from_frame(frame):
-    """The Mutes a `preferences` frame carries (the relay reads them from the control message, with no query)."""
+def reader_from_frame(frame):
+    """The Reader a `preferences` frame tells of (the relay reads it from the control message, with no query)."""
     choices = json.loads(frame)["preferences"]
     kinds, topics = frozenset(choices.get("muted_kinds") or ()), frozenset(choices.get("muted_topics") or ())
-    return Mutes(kinds, topics) if kinds or topics else NOTHING_MUTED
-
+    return reader(Mutes(kinds, topics) if kinds or topics else NOTHING_MUTED, choices.get("language") or "")

@@ -100,7 +100,7 @@ def event_payload(event):
     if event.target_type:
         target = {"type": event.target_type, "id": event.target_id, "repr": event.target_repr}
     created_at = event.created_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
-    return {
+    payload = {
         "id": event.pk,
         "kind": event.kind,
         "title": event.title,
@@ -111,6 +111,9 @@ def event_payload(event):
         "created_at": created_at.replace("+00:00", "Z"),
         "data": event.data,
     }
+    if event.params is not None:
+        payload["params"] = event.params  # what rendering.py writes its title and body from, in each reader's language
+    return payload
 
 
 def event_json(event):

@@ -13,9 +13,12 @@ the rows directly. Inbox notifications (notify(), announce()) are the site's own
 shown as given.
 """
 
+import json
+
 from django.apps import apps
 from django.conf import settings
-from django.contrib.admin.models import LogEntry
+from django.http import HttpRequest
+from django.http.cookie import parse_cookie
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
@@ -55,9 +58,17 @@ def title_and_body(kind, actor, target_type, target_repr, params):
     model = verbose_name(target_type)
     values = {"actor": actor or _("someone"), "model": model, "Model": model[:1].upper() + model[1:], "object": target_repr}
     body = ""
-    if kind == Kind.ADMIN_CHANGE and params.get("change_message"):
+    if kind != Kind.ADMIN_ADDITION and params.get("change_message"):
+        from django.contrib.admin.models import LogEntry  # admin events exist only where the admin is installed
+
         body = LogEntry(change_message=params["change_message"]).get_change_message()
     return _title(kind, values), body
+
+
+def in_site_language(kind, actor, target_type, target_repr, params):
+    """(title, body) in LANGUAGE_CODE: what the row stores, whatever language the request that made it spoke."""
+    with translation.override(settings.LANGUAGE_CODE):
+        return title_and_body(kind, actor, target_type, target_repr, params)
 
 
 def reader_language(language):
@@ -68,6 +79,26 @@ def reader_language(language):
         except LookupError:
             pass
     return settings.LANGUAGE_CODE
+
+
+def browser_language(cookie_header, accept_language):
+    """
+    The language Django's LocaleMiddleware would give a request with these headers (its language
+    cookie, else Accept-Language, else LANGUAGE_CODE): a socket's language when its user chose none.
+    """
+    request = HttpRequest()
+    request.COOKIES = parse_cookie(cookie_header or "")
+    if accept_language:
+        request.META["HTTP_ACCEPT_LANGUAGE"] = accept_language
+    return translation.get_language_from_request(request)
+
+
+def rendered_json(event_json, language):
+    """An event as published (its JSON) with its title and body in `language`; the same string when there is nothing to write."""
+    payload = json.loads(event_json)
+    if payload.get("kind") not in RENDERED_KINDS or payload.get("params") is None:
+        return event_json
+    return json.dumps(rendered(payload, language), separators=(",", ":"), ensure_ascii=False)
 
 
 def rendered(payload, language):

@@ -26,11 +26,11 @@ from django.core.signals import request_finished, request_started, setting_chang
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
+from . import rendering
 from .conf import app_settings
 from .events import admin_url, create_object_events, withdraw
 from .models import Event, Kind
 
-VERBS = {Kind.MODEL_CREATED: "created", Kind.MODEL_UPDATED: "updated", Kind.MODEL_DELETED: "deleted"}
 REMEMBERED = {"saved": 1_000, "deleting": 100_000}
 _connected = []
 _recent = threading.local()  # .saved: (label, pk) → model event; .deleting: (label, pk) → None
@@ -73,13 +73,16 @@ def deletion_logged(label, pk):
 def model_event(instance, kind):
     opts = instance._meta
     deleted = kind == Kind.MODEL_DELETED
+    target_repr = str(instance)
+    title, _body = rendering.in_site_language(kind, None, opts.label_lower, target_repr, {})
     return Event(
         kind=kind,
-        title=f"{opts.verbose_name.capitalize()} “{instance}” was {VERBS[kind]}",
+        title=title,
+        params={},
         url=admin_url(opts.app_label, opts.model_name, None if deleted else instance.pk),
         target_type=opts.label_lower,
         target_id=str(instance.pk),
-        target_repr=str(instance),
+        target_repr=target_repr,
     )
 
 

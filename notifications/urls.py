@@ -11,4 +11,5 @@ urlpatterns = [
     path("api/unread-count/", views.unread_count, name="api-unread-count"),
     path("api/read-all/", views.mark_all_read, name="api-read-all"),
     path("api/preferences/", views.preferences_view, name="api-preferences"),
+    path("api/push-subscriptions/", views.push_subscriptions, name="api-push-subscriptions"),
 ]

@@ -17,20 +17,22 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.http.request import split_domain_port
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import decorator_from_middleware
+from django.utils import translation
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
-from . import feed, preferences, readstate, redisaddress, ticketauth
+from . import feed, preferences, readstate, redisaddress, rendering, ticketauth
 from .conf import WEBSOCKET_PATH, app_settings
 from .models import DigestFrequency, Preferences
 from .publishing import event_payload
 from .tickets import issue_ticket
+from .webpush import subscriptions, vapid
 
 try:
     from django_redis.exceptions import ConnectionInterrupted
@@ -195,10 +197,14 @@ def notification_list(request):
     if len(page) > limit:
         page = page[:limit]
         next_url = f"{request.path}?{urlencode({'limit': limit, 'before': page[-1].pk})}"
-    mutes = preferences.choices_for(request.user).mutes  # one query, whatever the page's length
+    choices = preferences.choices_for(request.user)  # one query, whatever the page's length
+    language, mutes = rendering.reader_language(choices.language or translation.get_language()), choices.mutes
     return JsonResponse(
         {
-            "results": [{**event_payload(event), "read": event.read, "muted": mutes.matches_event(event)} for event in page],
+            "results": [
+                {**rendering.rendered(event_payload(event), language), "read": event.read, "muted": mutes.matches_event(event)}
+                for event in page
+            ],
             "unread_count": unread,
             "next": next_url,
         }
@@ -276,3 +282,28 @@ def preferences_view(request):
         except ValidationError as error:
             return invalid(error.message_dict)
     return JsonResponse(preferences_body(request.user))
+
+
+@api_view("POST", "DELETE")
+def push_subscriptions(request):
+    """
+    Subscribe this device to Web Push (POST the browser's PushSubscription.toJSON(): 201, or 200
+    when the endpoint was known), or unsubscribe it (DELETE {"endpoint": ...}: 204). 404
+    push_disabled while the site has no VAPID keys.
+    """
+    if not vapid.enabled():
+        return json_error(404, "push_disabled", "Web Push is not configured on this site.")
+    try:
+        data = json_object(request)
+    except RequestDataTooBig:
+        return json_error(413, "too_large", f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+    except BadBody as error:
+        return invalid({"__all__": [str(error)]})
+    try:
+        if request.method == "DELETE":
+            subscriptions.unsubscribe(request.user, data)
+            return HttpResponse(status=204)
+        subscription, created = subscriptions.subscribe(request.user, data, request.headers.get("User-Agent", ""))
+    except ValidationError as error:
+        return invalid(error.message_dict)
+    return JsonResponse({"id": subscription.pk}, status=201 if created else 200)

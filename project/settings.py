@@ -168,6 +168,11 @@ NOTIFICATIONS_TICKET_AUTHENTICATION = [
     "notifications.ticketauth.session_user",
 ]
 
+# Web Push to users' devices: off until the keys are set (`python manage.py generate_vapid_keys --env`).
+NOTIFICATIONS_VAPID_PUBLIC_KEY = os.environ.get("NOTIFICATIONS_VAPID_PUBLIC_KEY", "")
+NOTIFICATIONS_VAPID_PRIVATE_KEY = os.environ.get("NOTIFICATIONS_VAPID_PRIVATE_KEY", "")
+NOTIFICATIONS_VAPID_SUBJECT = os.environ.get("NOTIFICATIONS_VAPID_SUBJECT", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

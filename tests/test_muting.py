@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from notifications import notify, preferences
 from notifications.models import Preferences
-from notifications.preferences import Mutes
+from notifications.preferences import Mutes, Reader
 from wsserver.hub import Hub
 
 from .aio import call, live_servers
@@ -139,18 +139,18 @@ async def test_mutes_changed_without_a_message_apply_after_the_periodic_re_check
 
 
 def test_a_delivery_costs_no_query_and_only_the_muting_connections_are_looked_at(django_db_blocker):
-    hub, mutes = Hub(), Mutes(frozenset([SHIPPED]), frozenset())
+    hub, reader = Hub(), Reader(Mutes(frozenset([SHIPPED]), frozenset()))
     quiet, heard = Written(), Written()
     for each in (quiet, heard):
         hub.follow(each, ["inbox:all"])
-    hub.set_mutes(quiet, mutes)
+    hub.set_reader(quiet, reader)
     shipped = json.dumps({"id": 1, "kind": SHIPPED, "title": "shipped", "target": None})
     with django_db_blocker.unblock(), CaptureQueriesContext(connection) as queries:
         hub.deliver([("1-0", 1, ["inbox:all"], shipped, None)])
     assert len(queries) == 0
     assert quiet.frames()[0]["muted"] is True and "muted" not in heard.frames()[0]
 
-    hub.set_mutes(quiet, preferences.NOTHING_MUTED)  # unmuted: back among those nobody looks at
-    assert hub._muting == {}
+    hub.set_reader(quiet, preferences.EVERYONE)  # unmuted: back among those nobody looks at
+    assert hub._readers == {}
     hub.deliver([("2-0", 2, ["inbox:all"], shipped.replace('"id": 1', '"id": 2'), None)])
     assert "muted" not in quiet.frames()[1]

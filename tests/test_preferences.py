@@ -275,7 +275,7 @@ def test_a_change_is_put_on_the_control_stream_after_commit(control_stream):
     assert message["preferences"] == str(user.pk)
     assert json.loads(message["frame"]) == {"type": "preferences", "preferences": choices.as_json()}
     assert json.loads(message["frame"])["preferences"] == {**BUILT_IN, "toasts": False, "muted_topics": ["model:auth.group"]}
-    assert preferences.mutes_from_frame(message["frame"]) == preferences.Mutes(topics=frozenset({"model:auth.group"}))
+    assert preferences.reader_from_frame(message["frame"]).mutes == preferences.Mutes(topics=frozenset({"model:auth.group"}))
 
 
 @pytest.mark.django_db(transaction=True)

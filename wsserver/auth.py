@@ -24,7 +24,7 @@ from notifications import cursors
 from notifications.authorization import inbox_routes, inbox_routes_of
 from notifications.conf import WEBSOCKET_PATH, app_settings
 from notifications.links import allowed_hosts
-from notifications.preferences import Mutes, mutes_of
+from notifications.preferences import Reader, readers_of
 from notifications.sessions import check_sessions
 from notifications.tickets import check_ticket
 
@@ -49,7 +49,7 @@ class Identity:
     inbox_routes: frozenset
     joined_us: int | None  # when the user joined (date_joined): nothing older is theirs
     expires: float | None  # when the session expires (epoch seconds), when the engine says
-    mutes: Mutes  # what the user muted (notifications.preferences), shared by all who muted nothing
+    reader: Reader  # what the user muted and the language they chose (notifications.preferences), shared by most
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Refused:
         return f"{'session cookie' if self.method == 'cookie' else 'ticket'}: {self.reason}"
 
 
-def identify(check, session_key, method, routes, mutes):
+def identify(check, session_key, method, routes, reader):
     user = check.user
     joined = getattr(user, "date_joined", None)
     return Identity(
@@ -74,7 +74,7 @@ def identify(check, session_key, method, routes, mutes):
         frozenset(map(sys.intern, routes)),
         cursors.epoch_us(joined) if joined else None,
         check.expires.timestamp() if check.expires else None,
-        mutes,
+        reader,
     )
 
 
@@ -87,9 +87,9 @@ def identify_by_sessions(session_keys):
     checks = check_sessions(session_keys)
     users = [check.user for check in checks.values() if check.user is not None]
     routes = inbox_routes_of(users)
-    mutes = mutes_of([user.pk for user in users])
+    readers = readers_of([user.pk for user in users])
     return {
-        key: identify(check, key, "cookie", routes[check.user.pk], mutes[check.user.pk])
+        key: identify(check, key, "cookie", routes[check.user.pk], readers[check.user.pk])
         if check.user is not None
         else Refused("cookie", check.refusal)
         for key, check in checks.items()
@@ -100,7 +100,7 @@ def identify_by_ticket(ticket):
     check, session_key = check_ticket(ticket)
     if check.user is None:
         return Refused("ticket", check.refusal)
-    return identify(check, session_key, "ticket", inbox_routes(check.user), mutes_of([check.user.pk])[check.user.pk])
+    return identify(check, session_key, "ticket", inbox_routes(check.user), readers_of([check.user.pk])[check.user.pk])
 
 
 def origin_allowed(origin):

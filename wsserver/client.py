@@ -275,7 +275,7 @@ class Client:
             while until < since and time.monotonic() < deadline:  # another relay was ahead of this one
                 await asyncio.sleep(0.02)
                 until = cursors.position(self.hub.cursor)
-            viewer = Viewer(frozenset(self._all_routes()), self.identity.joined_us, self.hub.mutes_of(self.connection))
+            viewer = Viewer(frozenset(self._all_routes()), self.identity.joined_us, self.hub.reader_of(self.connection))
             frames = await missed_frames(self.redis, self.hub.backlog, since, until, viewer, int(time.time() * 1000))
             if version == self.access_version:
                 return until, frames

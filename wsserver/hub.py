@@ -22,7 +22,8 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
 from notifications import cursors
-from notifications.preferences import NOTHING_MUTED, event_subject
+from notifications.preferences import EVERYONE, event_subject
+from notifications.rendering import rendered_json
 from notifications.topics import topic_of_route
 
 from . import fanout, metrics, protocol
@@ -37,6 +38,7 @@ MAX_HELD_FRAMES = 10_000
 
 RESUME = "resume"
 RECHECK = "recheck"
+PLAIN = (False, "")  # the variant of an event's frame everyone who reads alike gets: not muted, the site's language
 
 
 class Hold:
@@ -82,18 +84,34 @@ class HeldFrame:
         return HeldFrame(self.position, topic, frame, self.routes, self.cursor, self.event_json, self.muted)
 
 
-class _Subject:
-    """An event's (kind, topics) for Mutes.matches, read from its JSON once, and only when asked."""
+class _Published:
+    """
+    One event as it reaches readers who are not like everyone (notifications.preferences.Reader):
+    its (kind, topics) for their mutes and its JSON in each of their languages, each worked out
+    once, and only when such a reader is among its recipients.
+    """
 
-    __slots__ = ("event_json", "value")
+    __slots__ = ("event_json", "_subject", "_languages")
 
     def __init__(self, event_json):
-        self.event_json, self.value = event_json, None
+        self.event_json, self._subject, self._languages = event_json, None, {}
 
-    def __call__(self):
-        if self.value is None:
-            self.value = event_subject(self.event_json)
-        return self.value
+    def subject(self):
+        if self._subject is None:
+            self._subject = event_subject(self.event_json)
+        return self._subject
+
+    def json_in(self, language):
+        """The event's JSON with its title and body in `language` ("": the site's, as published)."""
+        if not language:
+            return self.event_json
+        if language not in self._languages:
+            self._languages[language] = rendered_json(self.event_json, language)
+        return self._languages[language]
+
+    def variant(self, reader):
+        """(muted, language) of the frame a reader gets."""
+        return bool(reader.mutes) and reader.mutes.matches(*self.subject()), reader.language
 
 
 def _joined_by(connections, created_us):
@@ -113,9 +131,10 @@ class Hub:
         # When the most recently joined user of any connection joined (µs; see joined()).
         self.newest_join = 0
         self.backlog = Backlog()  # what was delivered lately, for replays
-        # Connections whose user muted something (notifications.preferences) → their Mutes. An
-        # event is looked at for them only: a site where nobody mutes pays nothing per event.
-        self._muting = {}
+        # Connections whose user reads unlike everyone (muted something, or reads another language
+        # than the site's: notifications.preferences.Reader, its language resolved) → their Reader.
+        # An event is looked at for them only: a site where everyone reads alike pays nothing per event.
+        self._readers = {}
 
     def follow(self, connection, routes):
         for route in routes:
@@ -138,26 +157,31 @@ class Hub:
 
     def forget(self, connection):
         self._held.pop(connection, None)
-        self._muting.pop(connection, None)
+        self._readers.pop(connection, None)
 
-    def set_mutes(self, connection, mutes):
-        """What the connection's user muted, from now on (their frames of those events say `"muted":true`)."""
-        if mutes:
-            self._muting[connection] = mutes
+    def set_reader(self, connection, reader):
+        """
+        How the connection's user reads events from now on: their frames of muted events say
+        `"muted":true`, and admin and model events come in their language ("": the site's).
+        """
+        if reader:
+            self._readers[connection] = reader
         else:
-            self._muting.pop(connection, None)
+            self._readers.pop(connection, None)
 
-    def mutes_of(self, connection):
-        return self._muting.get(connection, NOTHING_MUTED)
+    def reader_of(self, connection):
+        return self._readers.get(connection, EVERYONE)
 
-    def _muted_among(self, recipients, subject):
-        """Those of the recipients whose user muted the event; subject() its (kind, topics), computed only if needed."""
-        muting = self._muting
-        candidates = [c for c in recipients if c in muting] if len(recipients) < len(muting) else recipients.intersection(muting)
-        if not candidates:
-            return ()
-        kind, topics = subject()
-        return {c for c in candidates if muting[c].matches(kind, topics)}
+    def _variants_among(self, recipients, published):
+        """{(muted, language): connections} for those of the recipients who read unlike everyone."""
+        readers = self._readers
+        special = [c for c in recipients if c in readers] if len(recipients) < len(readers) else recipients.intersection(readers)
+        variants = defaultdict(set)
+        for connection in special:
+            variant = published.variant(readers[connection])
+            if variant != PLAIN:
+                variants[variant].add(connection)
+        return variants
 
     def joined(self, joined_us):
         """A connection's user joined then (µs since the epoch, or None when unknown)."""
@@ -184,7 +208,8 @@ class Hub:
         Queue an event for every connection following any of its routes, once each. Routes come
         most specific first (topics.object_routes), so a connection that follows both
         `object:auth.user:5` and `model:auth.user` sees the event under the object topic.
-        Connections whose user joined after the event was created are left out.
+        Connections whose user joined after the event was created are left out. Those whose user
+        reads unlike everyone (set_reader) get their own variant of the frame, made once.
         """
         self.cursor = cursor
         if event_id in self._recent:
@@ -196,8 +221,8 @@ class Hub:
             self._recent.popitem(last=False)
         self.backlog.add(cursors.position(cursor), event_id, routes, cursor, event_json, created_us)
         reached = set()
-        by_topic = {}  # (topic, muted) → [frame, connections]: one frame per topic (and muted flag)
-        subject = _Subject(event_json) if self._muting else None
+        by_topic = {}  # (topic, muted, language) → [frame, connections]: one frame per topic and variant
+        published = _Published(event_json) if self._readers else None
         for route in routes:
             followers = self._followers.get(route)
             if not followers:
@@ -209,20 +234,27 @@ class Hub:
                 continue
             reached |= recipients
             topic = topic_of_route(route)
-            muted = self._muted_among(recipients, subject) if self._muting else ()
-            for group, is_muted in ((recipients - muted, False), (muted, True)) if muted else ((recipients, False),):
-                if not group:
-                    continue
-                if (topic, is_muted) not in by_topic:
-                    by_topic[topic, is_muted] = [protocol.event(topic, cursor, event_json, is_muted), set()]
-                frame, connections = by_topic[topic, is_muted]
-                connections |= self._keep_held(
-                    group, lambda: HeldFrame(cursors.position(cursor), topic, frame, tuple(routes), cursor, event_json, is_muted)
-                )
+            variants = self._variants_among(recipients, published) if published is not None else None
+            if variants:
+                for variant, connections in variants.items():
+                    self._queue(by_topic, topic, variant, connections, cursor, routes, published.json_in(variant[1]))
+                recipients = recipients - set().union(*variants.values())
+            if recipients:
+                self._queue(by_topic, topic, PLAIN, recipients, cursor, routes, event_json)
         for frame, connections in by_topic.values():
             writes.send(connections, frame)
         self.broadcasts += len(by_topic)
         metrics.DELIVERIES.inc(len(reached))
+
+    def _queue(self, by_topic, topic, variant, recipients, cursor, routes, event_json):
+        """Add recipients to the frame of this topic and variant, made on first use; held ones keep it."""
+        muted = variant[0]
+        if (topic, *variant) not in by_topic:
+            by_topic[topic, *variant] = [protocol.event(topic, cursor, event_json, muted), set()]
+        frame, connections = by_topic[topic, *variant]
+        connections |= self._keep_held(
+            recipients, lambda: HeldFrame(cursors.position(cursor), topic, frame, tuple(routes), cursor, event_json, muted)
+        )
 
     def _keep_held(self, recipients, held_frame):
         """Keep a frame, made by held_frame() only when needed, for held recipients; the others."""

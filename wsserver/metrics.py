@@ -43,6 +43,10 @@ PROBLEMS = Gauge(
     ["check"],
     multiprocess_mode="livemax",
 )
+PUSHES = Counter("wsserver_pushes", "Web Push messages by outcome: delivered, gone (subscription deleted), failed (given up), retried.", ["outcome"])
+PUSH_SKIPPED = Counter(
+    "wsserver_push_skipped", "Addressees with a device an event was not pushed to, by reason: push_off, muted, online, rate_limited.", ["reason"]
+)
 RECHECKS = Counter("wsserver_rechecks", "Connections re-checked (access changed, session expiry, periodic).", ["cause"])
 
 

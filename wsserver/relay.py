@@ -24,7 +24,8 @@ from notifications.conf import app_settings
 from notifications.preferences import FIELD as PREFERENCES
 from notifications.presence import FIELD as PRESENCE
 from notifications.presence import presence_route
-from notifications.preferences import mutes_from_frame, mutes_of
+from notifications.preferences import reader, reader_from_frame, readers_of
+from notifications.rendering import browser_language, reader_language
 from notifications.readstate import FIELD as READ
 from notifications.redisaddress import REDIS_ERRORS
 from notifications.topics import group_route, user_route
@@ -37,6 +38,7 @@ from .auth import (
     client_address,
     identify_by_sessions,
     refusal_reason,
+    single_header,
 )
 from .batching import Batched
 from .client import Client, authorize_sessions
@@ -93,7 +95,7 @@ class RelayConnection(ServerConnection):
     (1.3 KiB a socket).
     """
 
-    __slots__ = ("identity", "refused", "control_mark", "client")
+    __slots__ = ("identity", "refused", "control_mark", "client", "language_hint")
 
 
 def log_connection(message, *args):
@@ -139,8 +141,8 @@ class Relay:
         its user's route), so the relay keeps no other index of them by user. A `read` message
         (notifications.readstate) carries a frame for the user's connections and changes no
         access: it is written to them, and not kept in the ControlLog. A `preferences` message
-        carries the user's new mutes and a frame (preferences_changed); it is kept in the log, for
-        the connections whose handshake loaded the mutes it replaces.
+        carries the user's new mutes and language, and a frame (preferences_changed); it is kept in
+        the log, for the connections whose handshake loaded the preferences it replaces.
         """
         if READ in fields:
             self.hub.send_unreplayed(user_route(fields[READ]), fields.get("frame", ""))
@@ -164,13 +166,21 @@ class Relay:
     def preferences_changed(self, user_id, frame):
         """
         A user changed their preferences (notifications.preferences): their connections here
-        apply the mutes the message carries from now on (no query), and get it as a frame.
+        apply the mutes and language the message carries from now on (no query), and get it as a frame.
         """
         route = user_route(user_id)
-        mutes = mutes_from_frame(frame)
+        chosen = reader_from_frame(frame)
         for connection in self.hub.followers(route):
-            self.hub.set_mutes(connection, mutes)
+            self.set_reader(connection, chosen)
         self.hub.send_unreplayed(route, frame)
+
+    def set_reader(self, connection, chosen):
+        """
+        How the connection reads, for the hub: what its user muted, and their language, else its
+        browser's (the handshake's language cookie or Accept-Language), "" when that is the site's.
+        """
+        language = reader_language(chosen.language or connection.language_hint)
+        self.hub.set_reader(connection, reader(chosen.mutes, "" if language == reader_language(None) else language))
 
     def recheck_all(self):
         """
@@ -183,8 +193,8 @@ class Relay:
     async def recheck_clients(self, clients, cause, pause=0.0):
         """
         Re-check these connections RECHECK_BATCH sessions at a time (one query for their sessions,
-        one for their users' mutes, then each user's permissions as a subscribe costs them: mutes
-        changed without a control message, or whose message Redis lost, apply again), in a thread of their own so
+        one for their users' preferences, then each user's permissions as a subscribe costs them:
+        preferences changed without a control message, or whose message Redis lost, apply again), in a thread of their own so
         handshakes never wait behind them, `pause` seconds between batches. An answer is applied
         only if no access change was learnt of for that connection while it was computed (a
         control-driven re-check is then looking already).
@@ -198,13 +208,13 @@ class Relay:
             user_ids = list({client.identity.user_id for client in batch})
             mark = self.controls.count
             try:
-                answers, mutes = await run_in_background(lambda: (authorize_sessions(requests), mutes_of(user_ids)))  # noqa: B023
+                answers, readers = await run_in_background(lambda: (authorize_sessions(requests), readers_of(user_ids)))  # noqa: B023
             except DatabaseError as error:  # the database down: the next round will look again
                 self.diagnosis.database_failed(error)
                 return
             for client in batch:
                 if not client.closed and self.controls.preferences_since(mark, client.identity.user_id) is None:
-                    self.hub.set_mutes(client.connection, mutes[client.identity.user_id])  # none newer came meanwhile
+                    self.set_reader(client.connection, readers[client.identity.user_id])  # none newer came meanwhile
                 check, results = answers[client.session_key]
                 wanted = set(client.subscriptions)
                 mine = [(name, outcome) for name, outcome in results if name in wanted]
@@ -236,6 +246,7 @@ class Relay:
         if path == "/metrics" and self.metrics_here:
             return health.metrics_response()
         connection.control_mark = self.controls.count
+        connection.language_hint = browser_language(single_header(request, "Cookie"), single_header(request, "Accept-Language"))
         if not await self.diagnosis.ready():
             return health.unavailable()
         try:
@@ -268,9 +279,9 @@ class Relay:
             self.online.connected(identity.user_id)
             if self.controls.concerns(connection.control_mark, identity):
                 client.access_changed()  # its identity was looked up before a change it must not miss
-            # The mutes loaded with its identity, unless they changed while it was looked up.
+            # The preferences loaded with its identity, unless they changed while it was looked up.
             changed = self.controls.preferences_since(connection.control_mark, identity.user_id)
-            self.hub.set_mutes(connection, identity.mutes if changed is None else mutes_from_frame(changed))
+            self.set_reader(connection, identity.reader if changed is None else reader_from_frame(changed))
             started = time.monotonic()
             log_connection("Connected %s (user %s) from %s by %s", identity.username, identity.user_id, address, identity.method)
             metrics.CONNECTIONS.inc()

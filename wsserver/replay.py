@@ -30,8 +30,9 @@ from django.db.models import Max, Q
 from notifications import cursors, redisconf
 from notifications.conf import app_settings
 from notifications.models import OBJECT_KINDS, Event, Recipient
-from notifications.preferences import NOTHING_MUTED, Mutes, event_subject
+from notifications.preferences import EVERYONE, Reader, event_subject
 from notifications.publishing import decode_message, event_json, stored_routes
+from notifications.rendering import rendered_json
 from notifications.topics import topic_of_route
 
 from . import protocol
@@ -65,11 +66,11 @@ def topic_for(routes, followed):
 
 @dataclass(frozen=True)
 class Viewer:
-    """Whom a replay is for: the routes they follow, when their user joined, what they muted."""
+    """Whom a replay is for: the routes they follow, when their user joined, how they read (mutes, language)."""
 
     followed: frozenset
     joined_us: int | None = None
-    mutes: Mutes = NOTHING_MUTED
+    reader: Reader = EVERYONE
 
     def frame(self, cursor, routes, payload, created_us):
         """The event frame this viewer gets for this event, or None: not its topic, or before it joined."""
@@ -77,8 +78,9 @@ class Viewer:
         joined_us = self.joined_us
         if route is None or (joined_us is not None and created_us is not None and created_us < joined_us):
             return None
-        muted = bool(self.mutes) and self.mutes.matches(*event_subject(payload))
-        return protocol.event(topic_of_route(route), cursor, payload, muted)
+        mutes, language = self.reader.mutes, self.reader.language
+        muted = bool(mutes) and mutes.matches(*event_subject(payload))
+        return protocol.event(topic_of_route(route), cursor, rendered_json(payload, language) if language else payload, muted)
 
 
 def too_many(count):

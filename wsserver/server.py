@@ -29,7 +29,7 @@ from websockets.protocol import State
 from notifications import cursors, outbox
 from notifications.conf import app_settings
 
-from . import bus, compression, health, metrics, protocol
+from . import bus, compression, health, metrics, protocol, push
 from .addresses import parse_address
 from .hub import Hub
 from .keepalive import Keepalive
@@ -222,6 +222,8 @@ async def run(host, port, ready=None, reuse_port=False):
             loop.add_signal_handler(signum, stop.set)
     reading = asyncio.create_task(reader.run(lambda: run_sync(last_published_cursor), started))
     helpers = [drain_outbox(diagnosis), examine_periodically(diagnosis, redis, hub), close_slow_clients(relay), relay.online.run(), relay.presence.run()]
+    if push.enabled():
+        helpers.append(push.PushSender(redis).run())
     if app_settings.WSSERVER_RECHECK_INTERVAL:
         helpers.append(recheck_periodically(relay, app_settings.WSSERVER_RECHECK_INTERVAL))
     if app_settings.WSSERVER_PING_INTERVAL:

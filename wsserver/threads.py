@@ -5,8 +5,8 @@ Sessions, users and permissions are loaded in a small pool of threads, each with
 database connection; close_old_connections() before each call drops connections that broke or
 outlived CONN_MAX_AGE, as Django does at the start of every request. Replays from the database
 have a pool of their own, and so have the re-checks of many connections at once (after a Redis
-outage, and periodically): however many there are, handshakes and subscriptions never wait
-behind them.
+outage, and periodically), and so has Web Push, whose POSTs wait on push services: however many
+there are, handshakes and subscriptions never wait behind them.
 """
 
 import asyncio
@@ -33,3 +33,4 @@ def _runner(threads, name, purpose):
 run_sync = _runner(4, "wsserver-orm", "handshakes, subscriptions and single re-checks")
 run_replay = _runner(2, "wsserver-replay", "replays")
 run_in_background = _runner(1, "wsserver-recheck", "re-checks of many connections")
+run_push = _runner(8, "wsserver-push", "Web Push: choosing recipients, and the POSTs to push services")

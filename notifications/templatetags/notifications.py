@@ -16,9 +16,11 @@ also follows that object's topic and shows a banner when someone else changes or
 
 from django import template
 from django.middleware.csrf import get_token
+from django.templatetags.static import static
 from django.urls import reverse
 
 from ..topics import INBOX, object_topic
+from ..webpush import vapid
 
 register = template.Library()
 
@@ -66,7 +68,11 @@ def notifications_widget(context, topics=DEFAULT_TOPICS):
         "user-id": str(user.pk),
         "csrf-token": _csrf_token(context, request),
         "topics": " ".join(_topics(topics)),
+        "push-subscriptions-url": reverse("notifications:api-push-subscriptions"),
+        "service-worker-url": static("notifications/sw.js"),
     }
+    if vapid.enabled():
+        config["vapid-public-key"] = vapid.public_key()
     edited = _edited_object(context)
     if edited is not None:
         topic, types, pk = edited

@@ -1,0 +1,224 @@
+"""
+Web Push on the site's side: the VAPID settings and their checks, generate_vapid_keys, the
+push-subscriptions endpoint (validation, upsert, delete, CSRF, push_disabled) and the widget's
+data attributes.
+"""
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.test import Client, override_settings
+
+from notifications import checks
+from notifications.models import PushSubscription
+from notifications.templatetags.notifications import notifications_widget
+from notifications.webpush import vapid
+
+from .factories import make_user
+from .pushservice import Device, b64url
+
+URL = "/notifications/api/push-subscriptions/"
+SERVICE = "https://push.example.net"
+PRIVATE, PUBLIC = vapid.generate()
+KEYS = {
+    "NOTIFICATIONS_VAPID_PUBLIC_KEY": PUBLIC,
+    "NOTIFICATIONS_VAPID_PRIVATE_KEY": PRIVATE,
+    "NOTIFICATIONS_VAPID_SUBJECT": "mailto:ops@example.com",
+    "NOTIFICATIONS_PUSH_SERVICES": [SERVICE, "https://*.notify.windows.com"],
+}
+push_on = override_settings(**KEYS)
+
+
+def ids(messages):
+    return [message.id for message in messages]
+
+
+def client_for(user, **kwargs):
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
+def send(client, method, body, **extra):
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return getattr(client, method)(URL, data, content_type="application/json", **extra)
+
+
+# Settings, checks, the key command ------------------------------------------------------------------
+
+
+def test_generate_vapid_keys_prints_a_pair_the_checks_accept():
+    out = io.StringIO()
+    call_command("generate_vapid_keys", "--subject", "mailto:me@example.org", stdout=out)
+    values = {}
+    exec(out.getvalue(), {}, values)  # the lines are Python settings
+    assert vapid.public_key_of(values["NOTIFICATIONS_VAPID_PRIVATE_KEY"]) == values["NOTIFICATIONS_VAPID_PUBLIC_KEY"]
+    assert values["NOTIFICATIONS_VAPID_SUBJECT"] == "mailto:me@example.org"
+    with override_settings(**values):
+        assert checks.check_push(None) == []
+    env = io.StringIO()
+    call_command("generate_vapid_keys", "--env", stdout=env)
+    assert [line.split("=", 1)[0] for line in env.getvalue().splitlines()] == list(KEYS)[:3]
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"NOTIFICATIONS_VAPID_PUBLIC_KEY": "", "NOTIFICATIONS_VAPID_PRIVATE_KEY": ""}, []),  # push off
+        ({"NOTIFICATIONS_VAPID_PRIVATE_KEY": ""}, ["notifications.E030"]),
+        ({"NOTIFICATIONS_VAPID_PRIVATE_KEY": "not base64!"}, ["notifications.E030"]),
+        ({"NOTIFICATIONS_VAPID_PRIVATE_KEY": b64url(b"short")}, ["notifications.E030"]),
+        ({"NOTIFICATIONS_VAPID_PUBLIC_KEY": vapid.generate()[1]}, ["notifications.E030"]),  # not the pair's
+        ({"NOTIFICATIONS_VAPID_SUBJECT": ""}, ["notifications.E031"]),
+        ({"NOTIFICATIONS_VAPID_SUBJECT": "ops@example.com"}, ["notifications.E031"]),
+        ({"NOTIFICATIONS_VAPID_SUBJECT": "https://example.com/contact"}, []),
+        ({"NOTIFICATIONS_PUSH_RATE": 0}, ["notifications.E032"]),
+        ({"NOTIFICATIONS_PUSH_TTL": "1d"}, ["notifications.E032"]),
+        ({"NOTIFICATIONS_PUSH_SERVICES": "https://fcm.googleapis.com"}, ["notifications.E033"]),
+        ({"NOTIFICATIONS_PUSH_SERVICES": ["https://fcm.googleapis.com/fcm/send"]}, ["notifications.E033"]),
+    ],
+)
+def test_push_settings_checks(overrides, expected):
+    with override_settings(**{**KEYS, **overrides}):
+        messages = checks.check_push(None)
+    assert ids(messages) == expected
+    for message in messages:
+        assert message.hint
+
+
+def test_the_key_check_names_the_command_that_fixes_it():
+    with override_settings(**{**KEYS, "NOTIFICATIONS_VAPID_PUBLIC_KEY": vapid.generate()[1]}):
+        [error] = checks.check_push(None)
+    assert "not the public key" in error.msg
+    assert "generate_vapid_keys" in error.hint
+
+
+# The endpoint ------------------------------------------------------------------------------------------
+
+pytestmark = pytest.mark.django_db
+
+
+@push_on
+def test_a_device_subscribes_then_updates_then_unsubscribes():
+    user = make_user()
+    client = client_for(user)
+    device = Device(f"{SERVICE}/send/abc")
+    response = send(client, "post", device.to_json(), HTTP_USER_AGENT="Firefox on a phone")
+    assert response.status_code == 201, response.content
+    stored = PushSubscription.objects.get(pk=response.json()["id"])
+    assert (stored.user, stored.endpoint, stored.user_agent) == (user, device.endpoint, "Firefox on a phone")
+    assert (stored.p256dh, stored.auth) == (device.to_json()["keys"]["p256dh"], device.to_json()["keys"]["auth"])
+
+    renewed = Device(device.endpoint)  # the same endpoint, new keys
+    response = send(client, "post", {**renewed.to_json(), "expirationTime": 1_900_000_000_000})
+    assert response.status_code == 200
+    assert response.json() == {"id": stored.pk}
+    stored.refresh_from_db()
+    assert stored.p256dh == renewed.to_json()["keys"]["p256dh"]
+    assert stored.expires_at.year == 2030
+
+    assert send(client, "delete", {"endpoint": device.endpoint}).status_code == 204
+    assert not PushSubscription.objects.exists()
+    assert send(client, "delete", {"endpoint": device.endpoint}).status_code == 204  # idempotent
+
+
+@push_on
+def test_a_browser_another_user_subscribed_becomes_the_new_users():
+    first, second = make_user(), make_user()
+    device = Device(f"{SERVICE}/send/shared")
+    send(client_for(first), "post", device.to_json())
+    response = send(client_for(second), "post", device.to_json())
+    assert response.status_code == 200
+    assert list(PushSubscription.objects.values_list("user", flat=True)) == [second.pk]
+    send(client_for(first), "delete", {"endpoint": device.endpoint})  # not first's any more
+    assert PushSubscription.objects.count() == 1
+
+
+VALID = Device(f"{SERVICE}/send/1").to_json()
+OFF_CURVE = b64url(b"\x04" + b"\x01" * 64)
+
+
+@push_on
+@pytest.mark.parametrize(
+    "body, fields",
+    [
+        ("not json", ["__all__"]),
+        ([], ["__all__"]),
+        ({}, ["endpoint", "keys"]),
+        ({**VALID, "endpoint": "http://127.0.0.1:6379/", "keys": "x"}, ["endpoint", "keys"]),  # not a push service
+        ({**VALID, "endpoint": "https://evil.example/send/1"}, ["endpoint"]),
+        ({**VALID, "endpoint": f"{SERVICE}/" + "x" * 1100}, ["endpoint"]),
+        ({**VALID, "keys": {**VALID["keys"], "p256dh": OFF_CURVE}}, ["keys"]),
+        ({**VALID, "keys": {"p256dh": VALID["keys"]["p256dh"], "auth": b64url(b"a" * 15)}}, ["keys"]),
+        ({**VALID, "keys": {"auth": VALID["keys"]["auth"]}}, ["keys"]),
+        ({**VALID, "expirationTime": "tomorrow"}, ["expirationTime"]),
+    ],
+)
+def test_bad_subscriptions_get_400_naming_each_field(body, fields):
+    response = send(client_for(make_user()), "post", body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid"
+    assert sorted(response.json()["errors"]) == fields
+    assert not PushSubscription.objects.exists()
+
+
+@push_on
+def test_push_services_match_by_origin_and_wildcard_subdomain():
+    client = client_for(make_user())
+    for endpoint, status in [
+        ("https://db5p.notify.windows.com/w/?token=1", 201),
+        ("https://notify.windows.com.evil.example/w/", 400),
+        ("https://push.example.net:443/send/2", 201),
+        ("https://push.example.net:8443/send/3", 400),
+        ("http://push.example.net/send/4", 400),
+        ("https://user@push.example.net/send/5", 400),
+    ]:
+        assert send(client, "post", Device(endpoint).to_json()).status_code == status, endpoint
+
+
+@push_on
+def test_the_endpoint_needs_a_login_and_a_csrf_token():
+    body = Device(f"{SERVICE}/send/1").to_json()
+    assert send(Client(), "post", body).status_code == 401
+    client = client_for(make_user(), enforce_csrf_checks=True)
+    response = send(client, "post", body)
+    assert (response.status_code, response.json()["error"]) == (403, "csrf_failed")
+    client.get("/")
+    assert send(client, "post", body, HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value).status_code == 201
+    assert client.get(URL).status_code == 405
+
+
+def test_without_keys_the_endpoint_says_push_disabled():
+    response = send(client_for(make_user()), "post", Device(f"{SERVICE}/send/1").to_json())
+    assert response.status_code == 404
+    assert response.json()["error"] == "push_disabled"
+
+
+# The widget's data attributes --------------------------------------------------------------------------
+
+
+def widget_config(user):
+    return dict(notifications_widget({"user": user, "csrf_token": "t"})["config"])
+
+
+def test_the_widget_names_the_endpoint_and_service_worker_and_the_key_only_when_set():
+    user = make_user()
+    config = widget_config(user)
+    assert config["push-subscriptions-url"] == URL
+    assert config["service-worker-url"].endswith("/notifications/sw.js")
+    assert "vapid-public-key" not in config
+    with push_on:
+        assert widget_config(user)["vapid-public-key"] == PUBLIC
+
+
+@push_on
+def test_a_body_that_is_not_json_gets_400_and_one_too_large_413(settings):
+    client = client_for(make_user())
+    response = client.post(URL, json.dumps(VALID), content_type="text/plain")
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["__all__"])
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = send(client, "post", {**VALID, "padding": "x" * 200})
+    assert (response.status_code, response.json()["error"]) == (413, "too_large")
+    assert not PushSubscription.objects.exists()
