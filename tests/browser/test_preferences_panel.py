@@ -211,7 +211,7 @@ def test_the_open_panel_and_mute_menu_pass_axe(browsers, path, scheme):
     panel = Panel(widget)
     expect(panel.muted("Muted topics")).to_have_count(1)
     audit("preferences open")
-    if path == "/admin/":  # docs/images/preferences.png is the light one
+    if path == "/admin/":
         widget.page.mouse.move(0, 0)  # no button shown hovered
         widget.screenshot(f"preferences-open-{scheme}", widget.page.locator("#header"), widget.panel)
     force_unknown_language(panel)
