@@ -364,3 +364,60 @@ def _malformed_services(services):
     if not isinstance(services, (list, tuple)):
         return [services]
     return [service for service in services if not isinstance(service, str) or not PUSH_SERVICE.fullmatch(service)]
+
+
+@register()
+def check_digests(app_configs, **kwargs):
+    """
+    Digest emails (notifications.digests) link to the site, and to their unsubscribe page, by
+    NOTIFICATIONS_SITE_URL; mail providers act on a one-click unsubscribe link (RFC 8058) only
+    over https. Without the setting, `send_notification_digests` refuses to run.
+    """
+    from .digest_mail import site_url_problem
+    from .digests import LEASE_MARGIN
+
+    found = []
+    given = app_settings.NOTIFICATIONS_PREFERENCES
+    digests_by_default = isinstance(given, dict) and given.get("digest", "off") != "off"  # else E014 says what is wrong
+    url = app_settings.NOTIFICATIONS_SITE_URL
+    if url:
+        problem = site_url_problem()
+        if problem:
+            found.append(Error(str(problem), hint="Set it to the address users reach the site at.", id="notifications.E020"))
+        elif urlsplit(url).scheme != "https" and not settings.DEBUG:
+            found.append(
+                Warning(
+                    f"NOTIFICATIONS_SITE_URL {url!r} is not https: mail providers ignore a one-click unsubscribe "
+                    "link (RFC 8058) over http, and links in emails would travel in the clear.",
+                    hint="Use the site's https address.",
+                    id="notifications.W020",
+                )
+            )
+    elif digests_by_default:
+        found.append(
+            Error(
+                "Email digests are on by default (NOTIFICATIONS_PREFERENCES) but NOTIFICATIONS_SITE_URL is not set: "
+                "their links cannot be made.",
+                hint="Set NOTIFICATIONS_SITE_URL = 'https://www.example.com' (the address users reach the site at).",
+                id="notifications.E021",
+            )
+        )
+    lease, items = app_settings.NOTIFICATIONS_DIGEST_LEASE, app_settings.NOTIFICATIONS_DIGEST_MAX_ITEMS
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease <= LEASE_MARGIN:
+        found.append(
+            Error(
+                f"NOTIFICATIONS_DIGEST_LEASE must be a number of seconds above {LEASE_MARGIN}, not {lease!r}: a digest run "
+                f"stops sending {LEASE_MARGIN} s before its lease ends.",
+                hint="The default is 600; give it more than a batch of 100 emails takes to send.",
+                id="notifications.E022",
+            )
+        )
+    if isinstance(items, bool) or not isinstance(items, int) or items < 1:
+        found.append(
+            Error(
+                f"NOTIFICATIONS_DIGEST_MAX_ITEMS must be a whole number above 0, not {items!r}.",
+                hint="How many notifications one digest email lists (default 50).",
+                id="notifications.E023",
+            )
+        )
+    return found

@@ -58,6 +58,17 @@ DEFAULTS = {
         "https://web.push.apple.com",
         "https://*.notify.windows.com",
     ],
+    # The site's address ("https://www.example.com"), for the absolute links of emails: each
+    # notification's, the site's, and the unsubscribe link (RFC 8058 wants https).
+    "NOTIFICATIONS_SITE_URL": "",
+    # Email digests (notifications.digests, `manage.py send_notification_digests`): the sender
+    # (None: DEFAULT_FROM_EMAIL), the most notifications one email lists (the rest are counted),
+    # the seconds a run holds a batch of users before another run may take them over, and
+    # whether a user with a live socket right now is left for a later run.
+    "NOTIFICATIONS_DIGEST_FROM_EMAIL": None,
+    "NOTIFICATIONS_DIGEST_MAX_ITEMS": 50,
+    "NOTIFICATIONS_DIGEST_LEASE": 600,
+    "NOTIFICATIONS_DIGEST_SKIP_CONNECTED": True,
     # Whether sockets may announce themselves on object topics and see who else has the object
     # open (notifications.presence; the `presence` command and frames of protocol.md).
     "NOTIFICATIONS_PRESENCE": True,

@@ -181,3 +181,44 @@ class PushSubscription(models.Model):
 
     def __str__(self):
         return f"Push subscription {self.pk} of {self.user}"
+class DigestState(models.Model):
+    """
+    Where a user's email digests stand (notifications.digests): the newest event a digest took
+    in, when the last one was made, and which run holds the user now (a lease that expires,
+    so a run that died lets go of its users).
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    last_event_id = models.BigIntegerField(default=0)
+    last_digest_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"Digests of {self.user} through event {self.last_event_id}"
+
+
+class Digest(models.Model):
+    """
+    One email digest, recorded before it is sent and marked sent once the mail server accepted
+    it; an unsent one is sent again, with the same Message-ID, by the next run that holds its user.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    message_id = models.CharField(max_length=255, unique=True)
+    # The events the email lists (the newest, up to NOTIFICATIONS_DIGEST_MAX_ITEMS), and how many it took in.
+    event_ids = models.JSONField(default=list)
+    total = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user"], condition=models.Q(sent_at__isnull=True), name="notif_digest_unsent"),
+            models.Index(fields=["sent_at"], name="notif_digest_sent_at"),
+        ]
+
+    def __str__(self):
+        return f"Digest {self.message_id} to {self.user}"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import unsubscribe, views
 
 app_name = "notifications"
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/read-all/", views.mark_all_read, name="api-read-all"),
     path("api/preferences/", views.preferences_view, name="api-preferences"),
     path("api/push-subscriptions/", views.push_subscriptions, name="api-push-subscriptions"),
+    path("unsubscribe/<str:token>/", unsubscribe.digest_unsubscribe, name="digest-unsubscribe"),
 ]

@@ -172,6 +172,14 @@ NOTIFICATIONS_TICKET_AUTHENTICATION = [
 NOTIFICATIONS_VAPID_PUBLIC_KEY = os.environ.get("NOTIFICATIONS_VAPID_PUBLIC_KEY", "")
 NOTIFICATIONS_VAPID_PRIVATE_KEY = os.environ.get("NOTIFICATIONS_VAPID_PRIVATE_KEY", "")
 NOTIFICATIONS_VAPID_SUBJECT = os.environ.get("NOTIFICATIONS_VAPID_SUBJECT", "")
+# Email digests (manage.py send_notification_digests, which needs it): the address their links
+# point at, e.g. https://www.example.com; and where mail goes (EMAIL_HOST's SMTP server when set,
+# the console in development otherwise).
+NOTIFICATIONS_SITE_URL = os.environ.get("NOTIFICATIONS_SITE_URL", "")
+EMAIL_HOST = os.environ.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT") or 25)
+if DEBUG and not os.environ.get("EMAIL_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
 LOGGING = {
     "version": 1,

@@ -166,7 +166,8 @@ def relay_environment():
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "notifications.testing.relay_settings",
-        "NOTIFICATIONS_TEST_SETTINGS": settings.SETTINGS_MODULE,
+        # Under override_settings, SETTINGS_MODULE is None: the module the test run started with.
+        "NOTIFICATIONS_TEST_SETTINGS": settings.SETTINGS_MODULE or os.environ["DJANGO_SETTINGS_MODULE"],
         "NOTIFICATIONS_TEST_DATABASES": json.dumps(databases, default=str),
         "NOTIFICATIONS_TEST_REDIS_URL": redisconf.url(),
     }
