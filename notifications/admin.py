@@ -37,20 +37,27 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 class AnnouncementForm(forms.Form):
-    title = forms.CharField(max_length=Event._meta.get_field("title").max_length)
-    body = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}))
+    title = forms.CharField(label=gettext_lazy("Title"), max_length=Event._meta.get_field("title").max_length)
+    body = forms.CharField(
+        label=gettext_lazy("Body"), required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60})
+    )
     url = forms.CharField(
+        label=gettext_lazy("Link"),
         required=False,
         max_length=Event._meta.get_field("url").max_length,
-        help_text="Optional link: a path on this site (/news/) or an http(s) URL of this site.",
+        help_text=gettext_lazy("Optional link: a path on this site (/news/) or an http(s) URL of this site."),
     )
-    audience = forms.ChoiceField(choices=Audience.choices, initial=Audience.ALL, widget=forms.RadioSelect)
+    audience = forms.ChoiceField(
+        label=gettext_lazy("Audience"), choices=Audience.choices, initial=Audience.ALL, widget=forms.RadioSelect
+    )
 
     def clean_url(self):
         try:
             return checked_url(self.cleaned_data["url"])
-        except ValueError as error:
-            raise forms.ValidationError(str(error)) from None
+        except ValueError:
+            raise forms.ValidationError(
+                gettext("Not a link into this site: use a path (/orders/5/) or an http(s) URL of this site.")
+            ) from None
 
 
 @admin.register(Event)
@@ -63,7 +70,7 @@ class EventAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     readonly_fields = ["addressed_to"]
 
-    @admin.display(description="Addressed to")
+    @admin.display(description=gettext_lazy("Addressed to"))
     def addressed_to(self, event):
         """The first recipients only: an event may be addressed to a million users."""
         recipients = event.recipients.select_related("user", "group")[: RECIPIENTS_SHOWN + 1]
@@ -88,12 +95,15 @@ class EventAdmin(ReadOnlyAdmin):
         form = AnnouncementForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             announce(actor=request.user, **form.cleaned_data)
-            audience = Audience(form.cleaned_data["audience"]).label.lower()
-            self.message_user(request, f"Announcement “{form.cleaned_data['title']}” sent to {audience}.", messages.SUCCESS)
+            message = gettext("Announcement “%(title)s” sent to: %(audience)s.") % {
+                "title": form.cleaned_data["title"],
+                "audience": Audience(form.cleaned_data["audience"]).label,
+            }
+            self.message_user(request, message, messages.SUCCESS)
             return redirect("admin:notifications_event_changelist")
         context = {
             **self.admin_site.each_context(request),
-            "title": "Send an announcement",
+            "title": gettext("Send an announcement"),
             "opts": self.opts,
             "form": form,
         }

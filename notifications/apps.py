@@ -1,9 +1,10 @@
 from django.apps import AppConfig, apps
+from django.utils.translation import gettext_lazy
 
 
 class NotificationsConfig(AppConfig):
     name = "notifications"
-    verbose_name = "Notifications"
+    verbose_name = gettext_lazy("Notifications")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):

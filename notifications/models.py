@@ -16,22 +16,22 @@ from django.utils.translation import gettext_lazy as _
 
 
 class Kind(models.TextChoices):
-    ADMIN_ADDITION = "admin.addition", "Admin addition"
-    ADMIN_CHANGE = "admin.change", "Admin change"
-    ADMIN_DELETION = "admin.deletion", "Admin deletion"
-    MODEL_CREATED = "model.created", "Model created"
-    MODEL_UPDATED = "model.updated", "Model updated"
-    MODEL_DELETED = "model.deleted", "Model deleted"
-    NOTIFICATION = "notification", "Notification"
-    ANNOUNCEMENT = "announcement", "Announcement"
+    ADMIN_ADDITION = "admin.addition", _("Admin addition")
+    ADMIN_CHANGE = "admin.change", _("Admin change")
+    ADMIN_DELETION = "admin.deletion", _("Admin deletion")
+    MODEL_CREATED = "model.created", _("Model created")
+    MODEL_UPDATED = "model.updated", _("Model updated")
+    MODEL_DELETED = "model.deleted", _("Model deleted")
+    NOTIFICATION = "notification", _("Notification")
+    ANNOUNCEMENT = "announcement", _("Announcement")
 
 
 OBJECT_KINDS = frozenset(kind for kind in Kind.values if kind.startswith(("admin.", "model.")))
 
 
 class Audience(models.TextChoices):
-    ALL = "all", "All users"
-    STAFF = "staff", "Staff"
+    ALL = "all", _("All users")
+    STAFF = "staff", _("Staff")
 
 
 class Event(models.Model):
