@@ -207,7 +207,7 @@ def test_the_widget_names_the_endpoint_and_service_worker_and_the_key_only_when_
     user = make_user()
     config = widget_config(user)
     assert config["push-subscriptions-url"] == URL
-    assert config["service-worker-url"].endswith("/notifications/sw.js")
+    assert config["service-worker-url"] == "/static/notifications/sw.js?title=New+notification"
     assert "vapid-public-key" not in config
     with push_on:
         assert widget_config(user)["vapid-public-key"] == PUBLIC

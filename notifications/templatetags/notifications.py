@@ -3,7 +3,8 @@
 
 The tag renders markup only (notifications/widget.html): a bell with an unread badge, the
 dropdown, the connection state, and data-* attributes that configure the static ES module
-notifications/widget.js. Nothing is inline (no script, no style attribute), so the widget works
+notifications/widget.js, the widget's words in the request's language among them
+(`data-catalog`, notifications/widget_strings.py). Nothing is inline (no script, no style attribute), so the widget works
 under a Content-Security-Policy without 'unsafe-inline'. Anonymous visitors get nothing.
 
     {% notifications_widget %}                          inbox + every model the user may follow
@@ -14,11 +15,16 @@ On a Django admin change form (the context has `change`, `original` and `opts`),
 also follows that object's topic and shows a banner when someone else changes or deletes it.
 """
 
+import json
+
 from django import template
 from django.middleware.csrf import get_token
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils.http import urlencode
+from django.utils.translation import gettext
 
+from .. import widget_strings
 from ..topics import INBOX, object_topic
 from ..webpush import vapid
 
@@ -69,7 +75,9 @@ def notifications_widget(context, topics=DEFAULT_TOPICS):
         "csrf-token": _csrf_token(context, request),
         "topics": " ".join(_topics(topics)),
         "push-subscriptions-url": reverse("notifications:api-push-subscriptions"),
-        "service-worker-url": static("notifications/sw.js"),
+        # The service worker's title for a push it cannot read, in the user's language.
+        "service-worker-url": static("notifications/sw.js") + "?" + urlencode({"title": gettext("New notification")}),
+        "catalog": json.dumps(widget_strings.catalog(), ensure_ascii=False, separators=(",", ":")),
     }
     if vapid.enabled():
         config["vapid-public-key"] = vapid.public_key()

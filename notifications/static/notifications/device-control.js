@@ -6,6 +6,7 @@
  */
 
 import { button, el, uniqueId } from "./dom.js";
+import { gettext as _ } from "./i18n.js";
 import { deviceSubscribed, pushSupported, subscribeDevice, unsubscribeDevice } from "./push.js";
 
 /** The push settings of a widget's data-* attributes, or null when the site has no VAPID key. */
@@ -26,9 +27,9 @@ export class DeviceControl {
     this.busy = false;
     this.element = el("div", "ntf-field ntf-device");
     this.element.dataset.ntfDevice = "";
-    const label = el("span", "ntf-field-label", "This device");
+    const label = el("span", "ntf-field-label", _("This device"));
     label.id = uniqueId("ntf-device-label");
-    this.button = button("ntf-secondary-button", "Notify me on this device");
+    this.button = button("ntf-secondary-button", _("Notify me on this device"));
     this.button.dataset.ntfDeviceButton = "";
     this.status = el("p", "ntf-device-status");
     this.status.id = uniqueId("ntf-device-status");
@@ -42,7 +43,7 @@ export class DeviceControl {
   async refresh() {
     if (!pushSupported()) {
       this.button.disabled = true;
-      this.say("This browser cannot receive push notifications here.");
+      this.say(_("This browser cannot receive push notifications here."));
       return;
     }
     try {
@@ -54,14 +55,14 @@ export class DeviceControl {
   }
 
   render() {
-    this.button.textContent = this.subscribed ? "Stop notifying this device" : "Notify me on this device";
-    this.say(this.subscribed ? "This device gets push notifications." : "This device gets no push notifications.");
+    this.button.textContent = this.subscribed ? _("Stop notifying this device") : _("Notify me on this device");
+    this.say(this.subscribed ? _("This device gets push notifications.") : _("This device gets no push notifications."));
   }
 
   async toggle() {
     if (this.busy) return; // not disabled while busy: that would drop the focus
     this.busy = true;
-    this.say(this.subscribed ? "Stopping…" : "Subscribing this device…");
+    this.say(this.subscribed ? _("Stopping…") : _("Subscribing this device…"));
     try {
       if (this.subscribed) await unsubscribeDevice(this.config);
       else await subscribeDevice(this.config);

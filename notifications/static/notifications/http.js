@@ -4,6 +4,8 @@
  * ticket, polling) and the widget (the list, marking read).
  */
 
+import { gettext as _ } from "./i18n.js";
+
 export class HttpError extends Error {
   /**
    * @param {number} status  the HTTP status, or 0 when no answer came (network error)
@@ -11,7 +13,7 @@ export class HttpError extends Error {
    * @param {unknown} [body]  the JSON the server answered, e.g. a 400's {"error", "errors"}
    */
   constructor(status, message, body = null) {
-    super(message || (status ? `HTTP ${status}` : "No answer from the server."));
+    super(message || (status ? `HTTP ${status}` : _("No answer from the server.")));
     this.name = "HttpError";
     this.status = status;
     this.body = body;

@@ -5,20 +5,23 @@
  */
 
 import { button, el, uniqueId } from "./dom.js";
+import { gettext as _ } from "./i18n.js";
 
 /** What muting can name for `event`: [{field, name, label}] (preferences' muted_kinds / muted_topics). */
 export function muteChoices(event) {
   const choices = [];
   if (typeof event.kind === "string" && event.kind) {
-    choices.push({ field: "muted_kinds", name: event.kind, label: `Mute all “${event.kind}” notifications` });
+    choices.push({ field: "muted_kinds", name: event.kind, label: _("Mute all “%(kind)s” notifications", { kind: event.kind }) });
   }
   const target = event.target;
   if (target && typeof target.type === "string" && target.type) {
     if (target.id !== undefined && target.id !== null && String(target.id) !== "") {
-      const what = target.repr ? `${target.type} “${target.repr}”` : `${target.type} ${target.id}`;
-      choices.push({ field: "muted_topics", name: `object:${target.type}:${target.id}`, label: `Mute notifications about ${what}` });
+      const label = target.repr
+        ? _("Mute notifications about %(model)s “%(object)s”", { model: target.type, object: target.repr })
+        : _("Mute notifications about %(model)s %(id)s", { model: target.type, id: target.id });
+      choices.push({ field: "muted_topics", name: `object:${target.type}:${target.id}`, label });
     }
-    choices.push({ field: "muted_topics", name: `model:${target.type}`, label: `Mute notifications about every ${target.type}` });
+    choices.push({ field: "muted_topics", name: `model:${target.type}`, label: _("Mute notifications about every %(model)s", { model: target.type }) });
   }
   return choices;
 }
@@ -33,14 +36,14 @@ export function muteMenu(event, mute) {
   const toggle = button("ntf-item-more", "");
   toggle.append(el("span", "ntf-item-more-dots", "⋯"));
   toggle.firstChild.setAttribute("aria-hidden", "true");
-  toggle.setAttribute("aria-label", `Mute options: ${event.title}`);
-  toggle.title = "Mute options";
+  toggle.setAttribute("aria-label", _("Mute options: %(title)s", { title: event.title }));
+  toggle.title = _("Mute options");
   toggle.setAttribute("aria-expanded", "false");
   toggle.dataset.ntfMuteToggle = "";
   const options = el("div", "ntf-mute-options");
   options.id = uniqueId("ntf-mute-options");
   options.setAttribute("role", "group");
-  options.setAttribute("aria-label", "Mute options");
+  options.setAttribute("aria-label", _("Mute options"));
   options.hidden = true;
   toggle.setAttribute("aria-controls", options.id);
   toggle.hidden = choices.length === 0;

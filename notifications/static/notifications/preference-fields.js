@@ -7,6 +7,7 @@
  */
 
 import { button, el, uniqueId } from "./dom.js";
+import { gettext as _ } from "./i18n.js";
 
 function same(a, b) {
   return JSON.stringify(a) === JSON.stringify(b);
@@ -141,7 +142,7 @@ export class ListField extends Field {
     text.append(el("code", "ntf-mute-name", name));
     const described = this.describe(name);
     if (described) text.append(el("span", "ntf-mute-about", described));
-    const remove = button("ntf-link-button ntf-mute-remove", "Remove");
+    const remove = button("ntf-link-button ntf-mute-remove", _("Remove"));
     remove.append(el("span", "ntf-sr-only", ` ${name}`));
     remove.addEventListener("click", () => this.remove(name));
     item.append(text, remove);

@@ -8,12 +8,13 @@
  */
 
 import { button, el } from "./dom.js";
+import { gettext as _ } from "./i18n.js";
 import { CheckboxField, ListField, SelectField } from "./preference-fields.js";
 
 /** What a muted topic is about, in words. */
 export function describeTopic(topic) {
   const [kind, model, id] = topic.split(":");
-  if (kind === "model" && model) return `everything about ${model}`;
+  if (kind === "model" && model) return _("everything about %(model)s", { model });
   if (kind === "object" && model && id !== undefined) return `${model} ${id}`;
   return "";
 }
@@ -42,12 +43,12 @@ export class PreferencesPanel {
       this.save();
     });
     this.fields = {
-      toasts: new CheckboxField("toasts", "Live toasts on this site"),
-      push: new CheckboxField("push", "Push notifications to my devices"),
-      digest: new SelectField("digest", "Email digest"),
-      language: new SelectField("language", "Language"),
-      muted_kinds: new ListField("muted_kinds", "Muted kinds", { empty: "No kind is muted.", describe: () => "", onRemove: (name, next) => this.removed(name, next) }),
-      muted_topics: new ListField("muted_topics", "Muted topics", { empty: "No topic is muted.", describe: describeTopic, onRemove: (name, next) => this.removed(name, next) }),
+      toasts: new CheckboxField("toasts", _("Live toasts on this site")),
+      push: new CheckboxField("push", _("Push notifications to my devices")),
+      digest: new SelectField("digest", _("Email digest")),
+      language: new SelectField("language", _("Language")),
+      muted_kinds: new ListField("muted_kinds", _("Muted kinds"), { empty: _("No kind is muted."), describe: () => "", onRemove: (name, next) => this.removed(name, next) }),
+      muted_topics: new ListField("muted_topics", _("Muted topics"), { empty: _("No topic is muted."), describe: describeTopic, onRemove: (name, next) => this.removed(name, next) }),
     };
     this.build(back);
     store.addEventListener("change", () => this.render());
@@ -55,20 +56,20 @@ export class PreferencesPanel {
 
   build(back) {
     const head = el("div", "ntf-panel-head");
-    this.backButton = button("ntf-link-button ntf-prefs-back", "Back");
+    this.backButton = button("ntf-link-button ntf-prefs-back", _("Back"));
     this.backButton.prepend(el("span", "", "‹ "));
     this.backButton.firstChild.setAttribute("aria-hidden", "true");
-    this.backButton.append(el("span", "ntf-sr-only", " to notifications"));
+    this.backButton.append(el("span", "ntf-sr-only", _(" to notifications")));
     this.backButton.dataset.ntfPrefsBack = "";
     this.backButton.addEventListener("click", back);
-    head.append(el("span", "ntf-panel-title", "Notification preferences"), this.backButton);
+    head.append(el("span", "ntf-panel-title", _("Notification preferences")), this.backButton);
 
     const body = el("div", "ntf-prefs-body");
     this.alert = el("div", "ntf-prefs-alert");
     this.alert.setAttribute("role", "alert");
     this.alert.dataset.ntfPrefsAlert = "";
     const channels = el("fieldset", "ntf-prefs-group");
-    channels.append(el("legend", "ntf-prefs-legend", "How to tell me"), this.fields.toasts.element, this.fields.push.element);
+    channels.append(el("legend", "ntf-prefs-legend", _("How to tell me")), this.fields.toasts.element, this.fields.push.element);
     if (this.device) channels.append(this.device.element);
     channels.append(this.fields.digest.element);
     body.append(this.alert, channels, this.fields.language.element, this.fields.muted_kinds.element, this.fields.muted_topics.element);
@@ -77,7 +78,7 @@ export class PreferencesPanel {
     this.status = el("p", "ntf-prefs-status");
     this.status.setAttribute("role", "status");
     this.status.dataset.ntfPrefsStatus = "";
-    this.saveButton = el("button", "ntf-primary-button", "Save");
+    this.saveButton = el("button", "ntf-primary-button", _("Save"));
     this.saveButton.type = "submit";
     this.saveButton.dataset.ntfPrefsSave = "";
     foot.append(this.status, this.saveButton);
@@ -89,12 +90,12 @@ export class PreferencesPanel {
     this.element.hidden = false;
     this.backButton.focus();
     if (this.device) this.device.refresh();
-    if (!this.store.loaded) this.say("Loading…");
+    if (!this.store.loaded) this.say(_("Loading…"));
     try {
       await this.store.load();
-      if (this.status.textContent === "Loading…") this.say("");
+      if (this.status.textContent === _("Loading…")) this.say("");
     } catch (error) {
-      this.say(`Could not load your preferences (${error.message}).`, true);
+      this.say(_("Could not load your preferences (%(error)s).", { error: error.message }), true);
     }
   }
 
@@ -107,10 +108,10 @@ export class PreferencesPanel {
     const { applied, chosen, defaults, options } = this.store;
     if (!chosen) return;
     const digestOptions = options.digest || [];
-    this.fields.digest.setOptions([{ value: "", label: `Site default (${labelOf(digestOptions, defaults.digest, "off")})` }, ...digestOptions]);
+    this.fields.digest.setOptions([{ value: "", label: _("Site default (%(value)s)", { value: labelOf(digestOptions, defaults.digest, defaults.digest) }) }, ...digestOptions]);
     const languages = (options.languages || []).map(({ code, name }) => ({ value: code, label: name }));
-    const siteLanguage = defaults.language ? ` (${labelOf(languages, defaults.language, defaults.language)})` : "";
-    this.fields.language.setOptions([{ value: "", label: `Site default${siteLanguage}` }, ...languages]);
+    const siteLanguage = defaults.language ? _("Site default (%(value)s)", { value: labelOf(languages, defaults.language, defaults.language) }) : _("Site default");
+    this.fields.language.setOptions([{ value: "", label: siteLanguage }, ...languages]);
     this.fields.toasts.take(applied.toasts);
     this.fields.push.take(applied.push);
     this.fields.digest.take(chosen.digest);
@@ -125,7 +126,7 @@ export class PreferencesPanel {
   }
 
   removed(name, next) {
-    this.say(`${name} will be unmuted when you save.`);
+    this.say(_("%(name)s will be unmuted when you save.", { name }));
     (next || this.saveButton).focus();
   }
 
@@ -133,20 +134,20 @@ export class PreferencesPanel {
     this.clearErrors();
     const changes = this.changes();
     if (!Object.keys(changes).length) {
-      this.say("Nothing to save: no changes.");
+      this.say(_("Nothing to save: no changes."));
       return;
     }
     // The button keeps the focus (a disabled one would drop it): a second Save waits instead.
     if (this.saving) return;
     this.saving = true;
-    this.say("Saving…");
+    this.say(_("Saving…"));
     try {
       await this.store.save(changes);
-      this.say("Preferences saved.");
+      this.say(_("Preferences saved."));
     } catch (error) {
       const errors = error.status === 400 && error.body && error.body.errors;
       if (errors && typeof errors === "object") this.showErrors(errors);
-      else this.say(`Not saved (${error.message}); your changes are still here: try again.`, true);
+      else this.say(_("Not saved (%(error)s); your changes are still here: try again.", { error: error.message }), true);
     } finally {
       this.saving = false;
     }
@@ -166,7 +167,7 @@ export class PreferencesPanel {
       lines.push(field ? `${field.element.querySelector(".ntf-field-label").textContent}: ${text}` : text);
     }
     this.say("");
-    this.alert.textContent = `Not saved. ${lines.join(" ")}`;
+    this.alert.textContent = _("Not saved. %(problems)s", { problems: lines.join(" ") });
     if (first) first.control.focus();
   }
 

@@ -9,6 +9,7 @@
  */
 
 import { requestJson } from "./http.js";
+import { gettext as _ } from "./i18n.js";
 
 export class PushError extends Error {
   constructor(code, message) {
@@ -61,7 +62,7 @@ function activated(registered) {
   return new Promise((resolve, reject) => {
     worker.addEventListener("statechange", () => {
       if (worker.state === "activated") resolve(registered);
-      else if (worker.state === "redundant") reject(new PushError("subscribe", "The service worker could not be installed."));
+      else if (worker.state === "redundant") reject(new PushError("subscribe", _("The service worker could not be installed.")));
     });
   });
 }
@@ -78,11 +79,11 @@ function sameKey(subscription, key) {
  * @param {{vapidPublicKey: string, serviceWorkerUrl: string, subscriptionsUrl: string, csrfToken: string}} options
  */
 export async function subscribeDevice({ vapidPublicKey, serviceWorkerUrl, subscriptionsUrl, csrfToken }) {
-  if (!pushSupported()) throw new PushError("unsupported", "This browser cannot receive push notifications here.");
+  if (!pushSupported()) throw new PushError("unsupported", _("This browser cannot receive push notifications here."));
   const key = vapidKeyBytes(vapidPublicKey);
   const permission = await window.Notification.requestPermission();
   if (permission !== "granted") {
-    throw new PushError("denied", "Notifications are not allowed for this site: allow them in the browser's site settings, then try again.");
+    throw new PushError("denied", _("Notifications are not allowed for this site: allow them in the browser's site settings, then try again."));
   }
   let subscription;
   try {

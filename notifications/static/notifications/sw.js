@@ -14,7 +14,9 @@
 
 "use strict";
 
-const DEFAULT_TITLE = "New notification";
+// The page registers this worker with its title for a push it cannot read, in the user's
+// language (`?title=`, from {% notifications_widget %}).
+const DEFAULT_TITLE = new URL(self.location.href).searchParams.get("title") || "New notification";
 
 /**
  * The URL of a page of this site the message names, or null (another origin, not a URL).

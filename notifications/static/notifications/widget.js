@@ -29,6 +29,7 @@ import { backoffDelay, NotificationsClient } from "./client.js";
 import { DeviceControl, pushConfig } from "./device-control.js";
 import { el } from "./dom.js";
 import { requestJson } from "./http.js";
+import { gettext as _, language, ngettext, relativeTime } from "./i18n.js";
 import { muteMenu } from "./mute-menu.js";
 import { PreferencesPanel } from "./preferences-panel.js";
 import { preferencesFor } from "./preferences.js";
@@ -89,21 +90,16 @@ function words(value) {
   return (value || "").split(/[\s,]+/).filter(Boolean);
 }
 
-function relativeTime(iso) {
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return "";
-  const seconds = Math.round((date.getTime() - Date.now()) / 1000);
-  const language = document.documentElement.lang || undefined;
-  let format;
-  try {
-    format = new Intl.RelativeTimeFormat(language, { numeric: "auto" });
-  } catch {
-    format = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-  }
-  for (const [unit, size] of [["day", 86400], ["hour", 3600], ["minute", 60]]) {
-    if (Math.abs(seconds) >= size) return format.format(Math.round(seconds / size), unit);
-  }
-  return Math.abs(seconds) < 10 ? format.format(0, "second") : format.format(seconds, "second");
+/** The connection state as the widget shows it (the data-state attributes keep the English names). */
+function stateName(state) {
+  const names = {
+    connecting: _("connecting"),
+    live: _("live"),
+    reconnecting: _("reconnecting"),
+    polling: _("polling"),
+    offline: _("offline"),
+  };
+  return names[state] || state;
 }
 
 function timeElement(iso) {
@@ -111,7 +107,7 @@ function timeElement(iso) {
   const date = new Date(iso);
   if (!Number.isNaN(date.getTime())) {
     time.dateTime = date.toISOString();
-    time.title = date.toLocaleString();
+    time.title = date.toLocaleString(language());
   }
   return time;
 }
@@ -167,7 +163,7 @@ const toaster = {
     // button); hidden by the stylesheet while empty. What a toast says is announced by the
     // widget's live region, so the container is not one too (that would say it twice).
     this.container = el("section", "ntf-toasts");
-    this.container.setAttribute("aria-label", "New notifications");
+    this.container.setAttribute("aria-label", _("New notifications"));
     this.container.dataset.ntfToasts = "";
     document.body.append(this.container);
     return this.container;
@@ -186,14 +182,14 @@ const toaster = {
     if (event.body) text.append(el("span", "ntf-toast-body", event.body));
     const href = safeUrl(event.url);
     if (href) {
-      const link = el("a", "ntf-toast-link", "Open");
+      const link = el("a", "ntf-toast-link", _("Open"));
       link.href = href;
       link.addEventListener("click", () => open());
       text.append(link);
     }
     const dismiss = el("button", "ntf-toast-dismiss", "×");
     dismiss.type = "button";
-    dismiss.setAttribute("aria-label", "Dismiss notification");
+    dismiss.setAttribute("aria-label", _("Dismiss notification"));
     dismiss.addEventListener("click", () => remove());
     toast.append(text, dismiss);
 
@@ -233,10 +229,10 @@ const banner = {
     const node = this.element;
     node.replaceChildren();
     node.dataset.kind = verb;
-    node.append(el("span", "ntf-banner-text", `${actorName} ${verb} this object`));
+    node.append(el("span", "ntf-banner-text", verb === "changed" ? _("%(actor)s changed this object", { actor: actorName }) : _("%(actor)s deleted this object", { actor: actorName })));
     if (verb === "changed") {
       node.append(document.createTextNode(" — "));
-      const reload = el("button", "ntf-banner-action", "Reload");
+      const reload = el("button", "ntf-banner-action", _("Reload"));
       reload.type = "button";
       reload.addEventListener("click", () => window.location.reload());
       node.append(reload);
@@ -244,7 +240,7 @@ const banner = {
       node.append(document.createTextNode("."));
       const href = safeUrl(event.url);
       if (href) {
-        const back = el("a", "ntf-banner-action", "Back to the list");
+        const back = el("a", "ntf-banner-action", _("Back to the list"));
         back.href = href;
         node.append(document.createTextNode(" "), back);
       }
@@ -363,8 +359,8 @@ class Widget {
     this.state = state;
     this.root.dataset.state = state;
     this.stateNode.dataset.state = state;
-    this.stateText.textContent = state;
-    this.stateNode.title = `Live notifications: ${state}`;
+    this.stateText.textContent = stateName(state);
+    this.stateNode.title = _("Live notifications: %(state)s", { state: stateName(state) });
   }
 
   // Events ---------------------------------------------------------------------------------------
@@ -419,12 +415,12 @@ class Widget {
     if (!verb || !this.config.objectId || !target) return;
     if (!this.config.objectTypes.includes(target.type) || String(target.id) !== this.config.objectId) return;
     if (event.actor && String(event.actor.id) === String(this.config.userId)) return;
-    banner.show(event.actor ? event.actor.username : "Someone", verb, event);
+    banner.show(event.actor ? event.actor.username : _("Someone"), verb, event);
   }
 
   announce(event) {
     // Cleared first (say()), so the same words twice are announced twice.
-    this.say(event.body ? `New notification: ${event.title}. ${event.body}` : `New notification: ${event.title}`);
+    this.say(event.body ? _("New notification: %(title)s. %(body)s", { title: event.title, body: event.body }) : _("New notification: %(title)s", { title: event.title }));
   }
 
   // State over HTTP -------------------------------------------------------------------------------
@@ -449,7 +445,7 @@ class Widget {
     try {
       data = await this.request(this.listUrl({ limit: PAGE_SIZE }));
     } catch (error) {
-      if (generation === this.loadGeneration) this.showMessage("Could not load notifications.");
+      if (generation === this.loadGeneration) this.showMessage(_("Could not load notifications."));
       return;
     }
     if (generation !== this.loadGeneration || !data || !Array.isArray(data.results)) return;
@@ -481,7 +477,7 @@ class Widget {
     try {
       data = await this.request(new URL(url, window.location.href).href);
     } catch {
-      this.showMessage("Could not load older notifications.");
+      this.showMessage(_("Could not load older notifications."));
       return;
     }
     if (!data || !Array.isArray(data.results)) return;
@@ -533,7 +529,7 @@ class Widget {
       if (data && Number.isInteger(data.unread_count)) this.applyCount(data.unread_count, liveMark);
     } catch (error) {
       if (item && error.status !== 404) this.setItemRead(item, false);
-      this.showMessage("Could not mark the notification as read.");
+      this.showMessage(_("Could not mark the notification as read."));
     }
   }
 
@@ -547,7 +543,7 @@ class Widget {
       this.showMessage("");
     } catch {
       previous.forEach((item) => this.setItemRead(item, false));
-      this.showMessage("Could not mark the notifications as read.");
+      this.showMessage(_("Could not mark the notifications as read."));
     }
   }
 
@@ -564,7 +560,7 @@ class Widget {
     this.badge.textContent = count ? formatCount(count) : "";
     this.root.dataset.unread = String(count);
     this.root.dataset.badge = count > 99 ? "wide" : count > 9 ? "double" : count ? "single" : "none";
-    this.bell.setAttribute("aria-label", count ? `Notifications, ${count} unread` : "Notifications");
+    this.bell.setAttribute("aria-label", count ? ngettext("Notifications, %(count)s unread", "Notifications, %(count)s unread", count) : _("Notifications"));
     this.renderReadAll();
   }
 
@@ -576,19 +572,19 @@ class Widget {
     if (href) main.href = href;
     else main.type = "button";
     main.dataset.ntfItem = "";
-    const status = el("span", "ntf-sr-only", "Unread: ");
+    const status = el("span", "ntf-sr-only", _("Unread: "));
     main.append(status, el("span", "ntf-item-title", event.title));
     if (event.body) main.append(el("span", "ntf-item-body", event.body));
     const meta = el("span", "ntf-item-meta");
     meta.append(timeElement(event.created_at));
     if (event.actor && event.actor.username) meta.append(document.createTextNode(` · ${event.actor.username}`));
-    if (event.muted) meta.append(document.createTextNode(" · "), el("span", "ntf-item-muted", "muted"));
+    if (event.muted) meta.append(document.createTextNode(" · "), el("span", "ntf-item-muted", _("muted")));
     main.append(meta);
     main.addEventListener("click", () => this.markRead(event.id, { keepalive: Boolean(href) }));
     const readButton = el("button", "ntf-item-read");
     readButton.type = "button";
-    readButton.setAttribute("aria-label", "Mark as read");
-    readButton.title = "Mark as read";
+    readButton.setAttribute("aria-label", _("Mark as read"));
+    readButton.title = _("Mark as read");
     readButton.append(el("span", "ntf-item-read-dot"));
     readButton.addEventListener("click", () => {
       this.markRead(event.id);
@@ -613,7 +609,7 @@ class Widget {
   setItemRead(item, read) {
     item.read = read;
     item.node.classList.toggle("ntf-unread", !read);
-    item.status.textContent = read ? "" : "Unread: ";
+    item.status.textContent = read ? "" : _("Unread: ");
     item.readButton.hidden = read;
     this.renderReadAll();
   }
@@ -639,7 +635,7 @@ class Widget {
     const on = desktop.enabled();
     button.disabled = permission === "denied";
     button.setAttribute("aria-pressed", String(on));
-    button.textContent = permission === "denied" ? "Desktop notifications: blocked by the browser" : `Desktop notifications: ${on ? "on" : "off"}`;
+    button.textContent = permission === "denied" ? _("Desktop notifications: blocked by the browser") : on ? _("Desktop notifications: on") : _("Desktop notifications: off");
   }
 
   async toggleDesktop() {
@@ -666,9 +662,9 @@ class Widget {
       if (!this.preferences.loaded) await this.preferences.load();
       const current = this.preferences.applied[field] || [];
       if (!current.includes(name)) await this.preferences.save({ [field]: [...current, name] });
-      this.say(`Muted ${name}. Preferences can undo it.`);
+      this.say(_("Muted %(name)s. Preferences can undo it.", { name }));
     } catch (error) {
-      this.showMessage(`Could not mute ${name} (${error.message}).`);
+      this.showMessage(_("Could not mute %(name)s (%(error)s).", { name, error: error.message }));
     }
   }
 
@@ -735,7 +731,7 @@ class Widget {
       this.panel.append(this.preferencesPanel.element);
     }
     this.feed.hidden = true;
-    this.panel.setAttribute("aria-label", "Notification preferences");
+    this.panel.setAttribute("aria-label", _("Notification preferences"));
     this.preferencesPanel.show();
   }
 
@@ -748,7 +744,7 @@ class Widget {
   showFeed() {
     if (this.preferencesPanel) this.preferencesPanel.hide();
     this.feed.hidden = false;
-    this.panel.setAttribute("aria-label", "Notifications");
+    this.panel.setAttribute("aria-label", _("Notifications"));
   }
 
   refreshTimes() {
