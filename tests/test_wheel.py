@@ -33,6 +33,11 @@ SHIPPED_FILES = {
     "notifications/static/notifications/client.js",
     "notifications/static/notifications/client.d.ts",
     "notifications/static/notifications/widget.css",
+    "notifications/static/notifications/i18n.js",
+    # Compiled translations: a site installing the wheel needs no gettext tools.
+    "notifications/locale/fr/LC_MESSAGES/django.mo",
+    "notifications/locale/de/LC_MESSAGES/django.mo",
+    "notifications/locale/ar/LC_MESSAGES/django.mo",
     "notifications/migrations/0001_initial.py",
     "notifications/templatetags/notifications.py",
     "wsserver/management/commands/runwsserver.py",
