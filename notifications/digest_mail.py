@@ -31,7 +31,6 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
-from . import rendering
 from .conf import app_settings
 from .links import on_site
 from .models import DigestFrequency
@@ -101,15 +100,10 @@ def new_message_id():
 
 
 def item(event):
-    """One listed event; an admin or model event's title and body in the active language (rendering.py)."""
-    title, body = event.title, event.body
-    if event.kind in rendering.RENDERED_KINDS and event.params is not None:
-        actor = event.actor.get_username() if event.actor else event.params.get("actor")
-        title, body = rendering.title_and_body(event.kind, actor, event.target_type, event.target_repr, event.params)
     return {
-        "title": title,
-        "body": body,
-        "body_lines": body.splitlines(),  # the text part indents each line under its title
+        "title": event.title,
+        "body": event.body,
+        "body_lines": event.body.splitlines(),  # the text part indents each line under its title
         "url": absolute_link(event.url),
         "actor": event.actor,
         "created_at": event.created_at,
@@ -137,8 +131,7 @@ def build_message(digest, user, events, frequency, language):
     """
     base = site_url()
     unsubscribe = unsubscribe_url(user.pk)
-    with translation.override(language):
-        items = [item(event) for event in events]
+    items = [item(event) for event in events]
     context = {
         "user": user,
         "items": items,
