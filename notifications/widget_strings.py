@@ -7,14 +7,15 @@ the app's other strings. `{% notifications_widget %}` puts catalog() (in the req
 in the widget's `data-catalog` attribute, which static/notifications/i18n.js reads: no build
 step, no script inline, nothing evaluated.
 
-Plural messages are sent as all their forms, with the app's plural rule for the language (the
-C expression of its .po's Plural-Forms header), which i18n.js reads with a small parser.
+Plural messages are sent as all their forms, with the catalog's plural rule for the language (the
+C expression of its Plural-Forms header), which i18n.js reads with a small parser.
 """
 
 import gettext as gettext_module
 from functools import lru_cache
 from pathlib import Path
 
+from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext, gettext_noop, ngettext_lazy
 
@@ -116,11 +117,17 @@ class _Placeholders(dict):
 
 @lru_cache(maxsize=None)
 def plural_rule(language):
-    """The C expression of the app's plural rule for `language` (its .mo's Plural-Forms), English's without one."""
-    found = gettext_module.translation("django", LOCALE_DIR, [translation.to_locale(language)], fallback=True)
-    forms = found.info().get("plural-forms", "")
-    rule = next((part.strip()[len("plural=") :] for part in forms.split(";") if part.strip().startswith("plural=")), "")
-    return rule or ENGLISH_RULE
+    """
+    The C expression of the plural rule for `language`: the Plural-Forms of its catalog in the
+    site's LOCALE_PATHS (which Django prefers) or else the app's; English's without one.
+    """
+    for directory in [*settings.LOCALE_PATHS, LOCALE_DIR]:
+        found = gettext_module.translation("django", directory, [translation.to_locale(language)], fallback=True)
+        forms = found.info().get("plural-forms", "")
+        rule = next((part.strip()[len("plural=") :] for part in forms.split(";") if part.strip().startswith("plural=")), "")
+        if rule:
+            return rule
+    return ENGLISH_RULE
 
 
 @lru_cache(maxsize=None)
