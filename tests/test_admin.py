@@ -32,7 +32,7 @@ def test_a_superuser_sends_an_announcement_to_staff(stream):
     [(_, routes, payload)] = stream.new_entries()
     assert routes == ["inbox:staff"]
     assert payload["actor"]["username"] == root.username
-    assert "sent to staff" in client.get(CHANGELIST).content.decode()
+    assert "sent to: Staff." in client.get(CHANGELIST).content.decode()
 
 
 @transactional

@@ -59,7 +59,7 @@ def test_a_user_who_chose_nothing_gets_the_sites_defaults_and_the_options():
         {"value": "weekly", "label": "Weekly"},
     ]
     assert {"code": "en", "name": "English"} in body["options"]["languages"]
-    assert {"code": "fr", "name": "French"} in body["options"]["languages"]
+    assert {"code": "fr", "name": "Français"} in body["options"]["languages"]  # each in its own words (project/settings.py)
     assert not Preferences.objects.exists()  # reading stores nothing
 
 
