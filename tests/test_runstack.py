@@ -1,8 +1,7 @@
 """The demo's development settings (manage.py runstack): a site address, and a VAPID pair made once and kept."""
 
-from project.management.commands.runstack import DEMO_VAPID_FILE, demo_settings
-
 from notifications.webpush import vapid
+from project.management.commands.runstack import DEMO_VAPID_FILE, demo_settings
 
 
 def test_the_demo_makes_a_vapid_pair_once_and_keeps_it(settings, tmp_path):
