@@ -50,14 +50,20 @@ class Field {
   }
 }
 
+/** Name a control and give it an id; its label. */
+function labelFor(control, name, label) {
+  control.id = uniqueId(`ntf-${name}`);
+  control.name = name;
+  const text = el("label", "ntf-field-label", label);
+  text.htmlFor = control.id;
+  return text;
+}
+
 export class CheckboxField extends Field {
   constructor(name, label) {
     const input = el("input", "ntf-checkbox");
     input.type = "checkbox";
-    input.id = uniqueId(`ntf-${name}`);
-    input.name = name;
-    const text = el("label", "ntf-field-label", label);
-    text.htmlFor = input.id;
+    const text = labelFor(input, name, label);
     const element = el("div", "ntf-field ntf-field-check");
     element.append(input, text);
     super(name, element, input);
@@ -75,10 +81,7 @@ export class CheckboxField extends Field {
 export class SelectField extends Field {
   constructor(name, label) {
     const select = el("select", "ntf-select");
-    select.id = uniqueId(`ntf-${name}`);
-    select.name = name;
-    const text = el("label", "ntf-field-label", label);
-    text.htmlFor = select.id;
+    const text = labelFor(select, name, label);
     const element = el("div", "ntf-field");
     element.append(text, select);
     super(name, element, select);
