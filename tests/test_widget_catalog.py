@@ -47,6 +47,13 @@ def test_the_tag_renders_the_widgets_catalog_in_the_active_language(language, op
     assert forms[gettext.c2py(catalog["plural"])(2)] % {"count": 2} == unread
 
 
+@pytest.mark.django_db
+def test_the_service_worker_is_registered_with_its_fallback_title_in_the_active_language():
+    with translation.override("de"):
+        config = dict(notifications_widget({"user": make_user(), "csrf_token": "t"})["config"])
+    assert config["service-worker-url"] == "/static/notifications/sw.js?title=Neue+Benachrichtigung"
+
+
 def test_arabic_sends_its_six_forms_with_its_rule():
     with translation.override("ar"):
         catalog = widget_strings.catalog()

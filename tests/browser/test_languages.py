@@ -97,6 +97,13 @@ def test_an_arabic_page_lays_the_widget_out_right_to_left(browsers):
     expect(arabic.read_all).to_have_text("تعليم الكل كمقروء")
     assert arabic.item_titles() == ["تقرير جاهز", f"عدّل {editor.username} المستخدم «{bob.username}»"]
 
+    arabic.open_preferences()
+    arrow = arabic.preferences.locator(".ntf-prefs-back-arrow")
+    assert arrow.evaluate("(node) => getComputedStyle(node).transform") == "matrix(-1, 0, 0, 1, 0, 0)"
+    expect(arabic.preferences.locator("[data-ntf-prefs-back]")).to_contain_text("رجوع")
+    page.keyboard.press("Escape")  # back to the list, the dropdown still open
+    expect(arabic.items.first).to_be_visible()
+
     audit = Audit(page)
     audit("open, right to left")
     audit.assert_clean()

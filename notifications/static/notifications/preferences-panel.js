@@ -57,7 +57,7 @@ export class PreferencesPanel {
   build(back) {
     const head = el("div", "ntf-panel-head");
     this.backButton = button("ntf-link-button ntf-prefs-back", _("Back"));
-    this.backButton.prepend(el("span", "", "‹ "));
+    this.backButton.prepend(el("span", "ntf-prefs-back-arrow", "‹ "));
     this.backButton.firstChild.setAttribute("aria-hidden", "true");
     this.backButton.append(el("span", "ntf-sr-only", _(" to notifications")));
     this.backButton.dataset.ntfPrefsBack = "";
