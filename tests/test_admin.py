@@ -70,3 +70,15 @@ def test_the_event_admin_filters_searches_and_does_not_edit():
     client.post(change, {"title": "rewritten"})
     assert Event.objects.get(pk=other.pk).title == "something else"
     assert client.get(f"{CHANGELIST}add/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_admin_pages_speak_the_request_s_language():
+    client = admin_client(make_user("root", superuser=True))
+    page = client.get(ANNOUNCE, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    for german in ("Eine Ankündigung senden", "Empfänger", "Alle Benutzer", "Ankündigung senden", "Optionaler Link"):
+        assert german in page, german
+    changelist = client.get(CHANGELIST, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Envoyer l’annonce" in changelist
+    response = client.post(ANNOUNCE, {"title": "Maintenance", "audience": "all"}, HTTP_ACCEPT_LANGUAGE="fr", follow=True)
+    assert "Annonce « Maintenance » envoyée à : Tous les utilisateurs." in response.content.decode()
