@@ -72,12 +72,17 @@ def in_site_language(kind, actor, target_type, target_repr, params):
 
 
 def reader_language(language):
-    """A language code the site offers for `language` (a preference, a cookie), else LANGUAGE_CODE."""
-    if language:
-        try:
-            return translation.get_supported_language_variant(language)
-        except LookupError:
-            pass
+    """
+    A language code the site offers for `language` (a preference, a cookie), else the one it offers
+    for LANGUAGE_CODE: "en" for both "en" and an LANGUAGE_CODE of "en-us", so that a reader who
+    asks for the site's language reads like everyone (the publisher's frame, no variant).
+    """
+    for code in (language, settings.LANGUAGE_CODE):
+        if code:
+            try:
+                return translation.get_supported_language_variant(code)
+            except LookupError:
+                pass
     return settings.LANGUAGE_CODE
 
 

@@ -15,6 +15,7 @@ import json
 from django.conf import settings
 
 from notifications.models import Event
+from notifications.rendering import reader_language
 
 from .aio import call, live_servers
 from .factories import login, make_group, make_user
@@ -144,3 +145,9 @@ async def test_a_new_language_in_the_preferences_applies_to_an_open_socket_from_
     second = await call(rename_in_french, admin, group, f"{group.name}-2")
     frame = (await client.expect("event"))["event"]
     assert (frame["id"], frame["title"]) == (second.pk, in_german(admin.user.username, second.target_repr)[0])
+
+
+def test_asking_for_the_sites_language_is_reading_like_everyone(settings):
+    settings.LANGUAGE_CODE = "en-us"  # offered as "en" (LANGUAGES)
+    assert reader_language("en") == reader_language("en-gb") == reader_language(None) == reader_language("xx") == "en"
+    assert reader_language("de-at") == "de"
