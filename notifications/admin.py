@@ -56,7 +56,8 @@ class AnnouncementForm(forms.Form):
             return checked_url(self.cleaned_data["url"])
         except ValueError:
             raise forms.ValidationError(
-                gettext("Not a link into this site: use a path (/orders/5/) or an http(s) URL of this site.")
+                gettext("%(url)r is not a link into this site: use a path (/orders/5/) or an http(s) URL of this site.")
+                % {"url": self.cleaned_data["url"].strip()}
             ) from None
 
 
