@@ -1,7 +1,7 @@
 /**
  * The notifications widget: a bell with an unread badge, a dropdown of recent notifications,
  * live toasts, the connection state and, on a Django admin change form, a banner when someone
- * else changes the object on the page.
+ * else changes the object on the page and a line saying who else has it open (presence-view.js).
  *
  * A static ES module with no build step and nothing inline: each `[data-ntf-widget]` element
  * rendered by `{% notifications_widget %}` carries its configuration in data-* attributes.
@@ -32,6 +32,7 @@ import { requestJson } from "./http.js";
 import { muteMenu } from "./mute-menu.js";
 import { PreferencesPanel } from "./preferences-panel.js";
 import { preferencesFor } from "./preferences.js";
+import { showPresence } from "./presence-view.js";
 
 export { backoffDelay };
 
@@ -218,6 +219,11 @@ const toaster = {
   },
 };
 
+/** Where the banner goes (and beside it the presence line): the top of the page's content. */
+function bannerSlot() {
+  return document.querySelector("[data-ntf-banner-slot]") || document.getElementById("content") || document.querySelector("main") || document.body;
+}
+
 const banner = {
   element: null,
 
@@ -227,8 +233,7 @@ const banner = {
       this.element = el("div", "ntf-banner");
       this.element.dataset.ntfBanner = "";
       this.element.setAttribute("role", "alert");
-      const slot = document.querySelector("[data-ntf-banner-slot]") || document.getElementById("content") || document.querySelector("main") || document.body;
-      slot.prepend(this.element);
+      bannerSlot().prepend(this.element);
     }
     const node = this.element;
     node.replaceChildren();
@@ -342,6 +347,8 @@ class Widget {
     const topics = [...this.config.topics];
     if (this.config.objectTopic) topics.push(this.config.objectTopic);
     if (topics.length) client.subscribe(topics);
+    // On a change form: who else has the object open, and this page announced there.
+    if (this.config.objectTopic) showPresence(client, { topic: this.config.objectTopic, userId: this.config.userId, slot: bannerSlot() });
     client.connect();
     this.onClientState(client.state);
   }
