@@ -1,0 +1,170 @@
+"""
+Presence in the Django admin, end to end: users with the permission to view an object see, on
+its change form, who else has it open ("alice is also viewing this", "alice is editing"), live,
+and see them go; a user without the permission sees nothing of it and is never listed. The
+tabs of one browser announce themselves once, through their one socket. Real Chromium, Django,
+relay and Redis (tests/browser/conftest.py).
+
+What a page's presence line said is recorded from before its scripts run (RECORD_PRESENCE), so a
+name that appeared and went is still seen: proving that someone was *never* listed.
+"""
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from playwright.sync_api import expect
+
+from notifications import presence, redisconf
+
+from . import axe
+from .test_accessibility import DJANGO_CHANGE_FORM, Audit
+from .test_widget import named_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RECORD_PRESENCE = """
+window.__ntfPresence = [];
+new MutationObserver(() => {
+  const line = document.querySelector("[data-ntf-presence]");
+  if (line && line.textContent !== window.__ntfPresence.at(-1)) window.__ntfPresence.push(line.textContent);
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+# A socket of the user's own, outside the widget, trying what a page of theirs could try: follow
+# the object and announce itself there. What the relay answered, and the presence frames it sent.
+TRY_TO_JOIN = """
+async (topic) => {
+  const { NotificationsClient } = await import("/static/notifications/client.js");
+  const client = new NotificationsClient({ ticketUrl: "/notifications/ws-ticket/", share: false, lifecycle: false });
+  const errors = [];
+  const presence = [];
+  client.on("error", (error) => errors.push(error.code));
+  client.on("presence", (detail) => presence.push(detail));
+  client.connect();
+  const subscribed = await client.subscribe([topic]);
+  client.announce(topic, "viewing");
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  client.disconnect();
+  return { subscribed, errors, presence };
+}
+"""
+
+
+def change_form(user):
+    return f"/admin/auth/user/{user.pk}/change/"
+
+
+def line(widget):
+    return widget.page.locator("[data-ntf-presence]")
+
+
+def said(widget):
+    """Every text the page's presence line showed, in order."""
+    return widget.page.evaluate("window.__ntfPresence")
+
+
+def entries(topic):
+    """The raw entries of the topic's presence (one per socket), as the relays keep them in Redis."""
+    return [json.loads(value) for value in redisconf.connection().hgetall(presence.hash_key(topic)).values()]
+
+
+def test_users_who_may_view_an_object_see_each_other_come_edit_and_go_and_no_one_else(browsers):
+    subject = named_user("dave")
+    alice = named_user("alice", staff=True, perms=["auth.view_user"])
+    bob = named_user("bob", staff=True, perms=["auth.view_user", "auth.change_user"])
+    carol = named_user("carol", staff=True, perms=["auth.view_group"])  # the admin, but not users
+    topic = f"object:auth.user:{subject.pk}"
+
+    viewing = browsers.open(alice, change_form(subject), init_script=RECORD_PRESENCE)
+    expect(line(viewing)).to_have_attribute("aria-live", "polite")
+    editing = browsers.open(bob, change_form(subject), init_script=RECORD_PRESENCE)
+
+    expect(line(viewing)).to_have_text("bob is also viewing this")
+    expect(line(editing)).to_have_text("alice is also viewing this")  # alice's own name is not on hers
+    viewing.screenshot("presence-viewing", viewing.page.locator("#header"), line(viewing))
+
+    editing.page.fill("#id_first_name", "David")  # a change to a field: bob is editing
+    expect(line(viewing)).to_have_text("bob is editing")
+    expect(line(viewing).locator("p")).to_have_attribute("data-editing", "")
+    expect(line(editing)).to_have_text("alice is also viewing this")
+    viewing.screenshot("presence-editing", viewing.page.locator("#header"), line(viewing))
+    viewing.page.emulate_media(color_scheme="dark")
+    viewing.screenshot("presence-editing-dark", viewing.page.locator("#header"), line(viewing))
+    assert sorted((each["user"]["username"], each["state"]) for each in presence.present(topic)) == [("alice", "viewing"), ("bob", "editing")]
+
+    # carol may not view users: the change form refuses her, and a socket of hers can neither
+    # follow the object nor announce itself there.
+    outside = browsers.open(carol, "/admin/auth/group/", init_script=RECORD_PRESENCE)
+    refused = outside.page.goto(change_form(subject))
+    assert refused.status == 403
+    outside.page.goto("/admin/auth/group/")
+    outside.wait_live()
+    tried = outside.page.evaluate(TRY_TO_JOIN, topic)
+    assert tried["subscribed"]["topics"] == [] and [error["code"] for error in tried["subscribed"]["errors"]] == ["forbidden"]
+    assert "not_subscribed" in tried["errors"]
+    assert all(detail["users"] == [] for detail in tried["presence"])  # nobody, ever
+    assert line(outside).count() == 0  # no change form, no line
+
+    editing.page.close()
+    expect(line(viewing)).to_be_empty()
+    expect(line(viewing).locator("p")).to_have_count(0)
+    assert said(viewing) == ["", "bob is also viewing this", "bob is editing", ""]  # carol never
+    assert [each["user"]["username"] for each in presence.present(topic)] == ["alice"]
+
+
+def test_the_tabs_of_a_browser_announce_themselves_once_through_one_socket(browsers):
+    subject = named_user("dave")
+    alice = named_user("alice", staff=True, perms=["auth.view_user", "auth.change_user"])
+    bob = named_user("bob", staff=True, perms=["auth.view_user"])
+    topic = f"object:auth.user:{subject.pk}"
+
+    first = browsers.open(alice, change_form(subject))
+    second = browsers.new_page(first, change_form(subject))
+    second.wait_live()
+    other = browsers.open(bob, change_form(subject))
+
+    expect(line(other)).to_have_text("alice is also viewing this")
+    for tab in (first, second):
+        expect(line(tab)).to_have_text("bob is also viewing this")  # never alice herself
+    assert [len(tab.sockets) for tab in (first, second)] == [1, 0]
+    announced = [frame for frame in first.sockets[0]["sent"] if frame["type"] == "presence"]
+    assert [(frame["topic"], frame["state"]) for frame in announced] == [(topic, "viewing")]
+    assert sorted(each["user"]["username"] for each in entries(topic)) == ["alice", "bob"]  # one entry per socket
+
+    second.page.fill("#id_last_name", "Smith")  # the follower tab edits: the socket says so
+    expect(line(other)).to_have_text("alice is editing")
+    first.page.fill("#id_first_name", "David")  # editing already: nothing more to say
+    assert [frame["state"] for frame in first.sockets[0]["sent"] if frame["type"] == "presence"] == ["viewing", "editing"]
+
+    # The tab holding the socket closes: the other takes over, opens a socket and announces
+    # itself again (the relay keeps no presence across sockets), as editing.
+    first.page.close()
+    second.wait_live()
+    assert len(second.sockets) == 1
+    expect(line(other)).to_have_text("alice is editing")
+    expect(line(second)).to_have_text("bob is also viewing this")
+    taken_over = [frame for frame in second.sockets[0]["sent"] if frame["type"] in ("subscribe", "presence", "resume")]
+    assert [frame["type"] for frame in taken_over] == ["subscribe", "presence", "resume"]
+    assert taken_over[1]["state"] == "editing"
+    assert sorted((each["user"]["username"], each["state"]) for each in entries(topic)) == [("alice", "editing"), ("bob", "viewing")]
+
+    second.page.close()
+    expect(line(other)).to_be_empty()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_change_form_passes_axe_with_the_presence_line(browsers, scheme):
+    subject = named_user("dave")
+    viewer = named_user("alice", staff=True, perms=["auth.view_user", "auth.change_user"])
+    editor = named_user("bob", staff=True, perms=["auth.view_user", "auth.change_user"])
+    widget = browsers.open(viewer, change_form(subject), init_script=axe.source())
+    widget.page.emulate_media(color_scheme=scheme)
+    other = browsers.open(editor, change_form(subject))
+    expect(line(widget)).to_have_text("bob is also viewing this")
+    audit = Audit(widget.page, exclude=DJANGO_CHANGE_FORM)
+    audit("viewing")
+    other.page.fill("#id_first_name", "David")
+    expect(line(widget)).to_have_text("bob is editing")
+    audit("editing")
+    audit.assert_clean()
+    assert get_user_model().objects.get(pk=subject.pk).first_name == ""  # nothing was saved
