@@ -10,6 +10,7 @@ name that appeared and went is still seen: proving that someone was *never* list
 """
 
 import json
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -168,3 +169,94 @@ def test_the_change_form_passes_axe_with_the_presence_line(browsers, scheme):
     audit("editing")
     audit.assert_clean()
     assert get_user_model().objects.get(pk=subject.pk).first_name == ""  # nothing was saved
+
+
+def test_the_guide_s_presence_example_with_the_admin(examples_site, browsers_on):
+    """docs/examples/presence.js on a page of the site, and the admin's change form of the same object."""
+    subject = named_user("dave")
+    alice = named_user("alice", staff=True, perms=["auth.view_user"])
+    bob = named_user("bob", staff=True, perms=["auth.view_user"])
+    topic = f"object:auth.user:{subject.pk}"
+    opened = browsers_on(examples_site)
+    example = opened.open(alice, f"/examples/presence.html?topic={topic}", wait_live=False)
+    admin = opened.open(bob, change_form(subject))
+
+    expect(example.page.locator("#others")).to_have_text("Also here: bob (viewing)")
+    expect(line(admin)).to_have_text("alice is also viewing this")
+    example.page.get_by_label("Note").fill("Call him back")
+    expect(line(admin)).to_have_text("alice is editing")
+    admin.page.close()
+    expect(example.page.locator("#others")).to_have_text("Nobody else is here.")
+
+
+# Seven objects announced at once: five go at once, the relay refuses the rest for their rate
+# (one a second after a burst of five), and the client announces them again a second later.
+ANNOUNCE_MANY = """
+async (topics) => {
+  const { NotificationsClient } = await import("/static/notifications/client.js");
+  const client = new NotificationsClient({ ticketUrl: "/notifications/ws-ticket/", topics, share: false, lifecycle: false });
+  window.errors = [];
+  client.on("error", (error) => window.errors.push(error.code));
+  topics.forEach((topic) => client.announce(topic, "viewing"));
+  client.connect();
+  window.manyClient = client;
+}
+"""
+
+
+def test_announcements_refused_for_their_rate_are_made_again(browsers):
+    alice = named_user("alice", staff=True, perms=["auth.view_user"])
+    topics = [f"object:auth.user:{named_user(f'user{number}').pk}" for number in range(7)]
+    tab = browsers.open(alice, "/admin/")
+    tab.page.evaluate(ANNOUNCE_MANY, topics)
+    tab.page.wait_for_function("window.errors.includes('rate_limited')")
+    for topic in topics:
+        wait_until(lambda topic=topic: [each["user"]["username"] for each in presence.present(topic)] == ["alice"], f"alice on {topic}")
+
+
+def wait_until(condition, what, timeout=5.0):
+    """Poll `condition()` (a check on the servers' side) until it holds, for `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"Not within {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+def test_the_line_s_sentences_and_announce_s_errors(browsers):
+    tab = browsers.open(named_user("alice", staff=True), "/admin/")
+    found = tab.page.evaluate(
+        """async () => {
+            const { presenceText } = await import("/static/notifications/presence-view.js");
+            const { NotificationsClient } = await import("/static/notifications/client.js");
+            const users = (spec) => spec.map(([username, state]) => ({ id: username, username, state }));
+            const texts = [
+                [], [["alice", "viewing"]], [["alice", "viewing"], ["bob", "viewing"]], [["alice", "editing"]],
+                [["alice", "editing"], ["bob", "viewing"], ["carol", "viewing"], ["dave", "viewing"]],
+                [["a", "viewing"], ["b", "viewing"], ["c", "viewing"], ["d", "viewing"], ["e", "viewing"]],
+            ].map((spec) => presenceText(users(spec)));
+            const client = new NotificationsClient({ ticketUrl: "/notifications/ws-ticket/", topics: ["object:auth.user:1"], share: false });
+            const errors = [["model:auth.user", "viewing"], ["object:auth.user:2", "viewing"], ["object:auth.user:1", "away"]].map(([topic, state]) => {
+                try {
+                    client.announce(topic, state);
+                    return null;
+                } catch (error) {
+                    return `${error.name}: ${error.message}`;
+                }
+            });
+            return { texts, errors };
+        }"""
+    )
+    assert found["texts"] == [
+        "",
+        "alice is also viewing this",
+        "alice and bob are viewing this",
+        "alice is editing",
+        "alice is editing; bob, carol and dave are viewing this",
+        "a, b and 3 others are viewing this",
+    ]
+    assert found["errors"] == [
+        'TypeError: announce(): "model:auth.user" is not an object: topic this tab subscribed to; subscribe() to it first.',
+        'TypeError: announce(): "object:auth.user:2" is not an object: topic this tab subscribed to; subscribe() to it first.',
+        'TypeError: announce(): state must be "viewing", "editing" or null (gone), not "away".',
+    ]
