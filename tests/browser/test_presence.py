@@ -10,10 +10,13 @@ name that appeared and went is still seen: proving that someone was *never* list
 """
 
 import json
+import re
 import time
+from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from playwright.sync_api import expect
 
 from notifications import presence, redisconf
@@ -260,3 +263,18 @@ def test_the_line_s_sentences_and_announce_s_errors(browsers):
         'TypeError: announce(): "object:auth.user:2" is not an object: topic this tab subscribed to; subscribe() to it first.',
         'TypeError: announce(): state must be "viewing", "editing" or null (gone), not "away".',
     ]
+
+
+def test_the_demo_s_users_see_each_other_on_the_object_seeddemo_names(browsers, settings):
+    """README's demo: the page seeddemo prints, opened as admin and as alice."""
+    settings.DEBUG = True  # seeddemo's guard: it publishes the passwords
+    output = StringIO()
+    call_command("seeddemo", stdout=output)
+    path = re.search(r"Presence: open (\S+) ", output.getvalue()).group(1)
+    users = get_user_model().objects.in_bulk(["admin", "alice"], field_name="username")
+    alice = browsers.open(users["alice"], path)
+    admin = browsers.open(users["admin"], path)
+    expect(line(alice)).to_have_text("admin is also viewing this")
+    expect(line(admin)).to_have_text("alice is also viewing this")
+    admin.page.fill("#id_first_name", "Robert")
+    expect(line(alice)).to_have_text("admin is editing")
