@@ -278,3 +278,19 @@ def test_the_demo_s_users_see_each_other_on_the_object_seeddemo_names(browsers, 
     expect(line(admin)).to_have_text("alice is also viewing this")
     admin.page.fill("#id_first_name", "Robert")
     expect(line(alice)).to_have_text("admin is editing")
+
+
+def test_a_user_who_loses_the_permission_leaves_and_sees_nobody_any_more(browsers):
+    subject = named_user("dave")
+    alice = named_user("alice", staff=True, perms=["auth.view_user"])
+    bob = named_user("bob", staff=True, perms=["auth.view_user"])
+    losing = browsers.open(alice, change_form(subject))
+    staying = browsers.open(bob, change_form(subject))
+    expect(line(losing)).to_have_text("bob is also viewing this")
+    expect(line(staying)).to_have_text("alice is also viewing this")
+
+    alice.user_permissions.clear()  # the relays re-check her sockets within a second
+    expect(line(staying)).to_be_empty()
+    expect(line(losing)).to_be_empty()
+    received = [frame["type"] for frame in losing.sockets[0]["received"]]
+    assert received[received.index("unsubscribed") :].count("presence_diff") == 0  # nothing of the topic after

@@ -428,8 +428,12 @@ export class NotificationsClient extends EventTarget {
         this.presences.set(frame.topic, applyPresenceFrame(this.presences.get(frame.topic), frame));
         this.emitPresence(frame.topic);
         break;
-      case "subscribed":
       case "unsubscribed":
+        // The relay drops presence with the topic (a revoked permission, too): nobody is known there.
+        if (Array.isArray(frame.topics)) frame.topics.forEach((topic) => this.presences.delete(topic) && this.emitPresence(topic));
+        this.emit(frame.type, frame);
+        break;
+      case "subscribed":
       case "error":
         this.emit(frame.type, frame);
         break;
