@@ -294,3 +294,26 @@ def test_a_user_who_loses_the_permission_leaves_and_sees_nobody_any_more(browser
     expect(line(losing)).to_be_empty()
     received = [frame["type"] for frame in losing.sockets[0]["received"]]
     assert received[received.index("unsubscribed") :].count("presence_diff") == 0  # nothing of the topic after
+
+
+def test_after_the_relay_restarts_the_pages_announce_themselves_again(relay_factory, start_site, browsers_on):
+    """Presence is not replayed: a new socket announces again and takes the new snapshot."""
+    relay = relay_factory()
+    opened = browsers_on(start_site(relay))
+    subject = named_user("dave")
+    alice = named_user("alice", staff=True, perms=["auth.view_user"])
+    bob = named_user("bob", staff=True, perms=["auth.view_user", "auth.change_user"])
+    topic = f"object:auth.user:{subject.pk}"
+    viewing = opened.open(alice, change_form(subject))
+    editing = opened.open(bob, change_form(subject))
+    editing.page.fill("#id_first_name", "David")
+    expect(line(viewing)).to_have_text("bob is editing")
+
+    relay.stop()
+    expect(line(viewing)).to_be_empty()  # no socket: who is there is unknown
+    relay_factory(port=relay.port)
+    viewing.wait_live(timeout=40_000)
+    editing.wait_live(timeout=40_000)
+    expect(line(viewing)).to_have_text("bob is editing")
+    expect(line(editing)).to_have_text("alice is also viewing this")
+    assert sorted((each["user"]["username"], each["state"]) for each in presence.present(topic)) == [("alice", "viewing"), ("bob", "editing")]
