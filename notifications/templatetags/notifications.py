@@ -11,7 +11,8 @@ under a Content-Security-Policy without 'unsafe-inline'. Anonymous visitors get 
     {% notifications_widget topics="model:shop.order" %}
 
 On a Django admin change form (the context has `change`, `original` and `opts`), the widget
-also follows that object's topic and shows a banner when someone else changes or deletes it.
+also follows that object's topic, shows a banner when someone else changes or deletes it, and
+says who else has it open (presence-view.js).
 """
 
 from django import template
