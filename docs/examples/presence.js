@@ -16,4 +16,5 @@ client.on("presence", ({ topic: where, users }) => {
 client.announce(topic, "viewing"); // a topic the client follows (`topics`, or subscribe())
 document.querySelector("form").addEventListener("input", () => client.announce(topic, "editing"), { once: true });
 window.addEventListener("pagehide", () => client.announce(topic, null));
+window.addEventListener("pageshow", (event) => event.persisted && client.announce(topic, "viewing")); // back from the cache
 client.connect();
