@@ -186,12 +186,20 @@ def ws_ticket(request):
 
 @api_view("GET")
 def notification_list(request):
-    """Newest first, `limit` at a time, older than the event `before` for the next page."""
+    """
+    Newest first, `limit` at a time, older than the event `before` for the next page; with
+    `grouped=1`, each burst as one item (group_views.py), `before` then being a group id.
+    """
     try:
         limit = int_parameter(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
         before = int_parameter(request, "before", None, 1)
+        grouped = int_parameter(request, "grouped", 0, 0, 1)
     except BadParameter as error:
         return json_error(400, "bad_request", str(error))
+    if grouped:
+        from .group_views import grouped_list  # it builds on this module's helpers
+
+        return grouped_list(request, limit, before)
     page, unread = feed.page(request.user, limit, before)
     next_url = None
     if len(page) > limit:
