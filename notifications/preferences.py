@@ -77,11 +77,10 @@ def event_topics(target_type, target_id):
     return object_routes(target_type, target_id, _concrete_label(target_type))
 
 
-def event_subject(event_json):
-    """(kind, topics) of an event as published (its JSON): what Mutes.matches takes, for the relay."""
-    event = json.loads(event_json)
-    target = event.get("target") or {}
-    return event.get("kind"), event_topics(target.get("type"), target.get("id"))
+def subject_of(payload):
+    """(kind, topics) of an event as published (its payload, parsed): what Mutes.matches takes, for the relay."""
+    target = payload.get("target") or {}
+    return payload.get("kind"), event_topics(target.get("type"), target.get("id"))
 
 
 @dataclass(frozen=True)

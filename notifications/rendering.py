@@ -93,11 +93,13 @@ def browser_language(cookie_header, accept_language):
     return translation.get_language_from_request(request)
 
 
-def rendered_json(event_json, language):
-    """An event as published (its JSON) with its title and body in `language`; the same string when there is nothing to write."""
-    payload = json.loads(event_json)
-    if payload.get("kind") not in RENDERED_KINDS or payload.get("params") is None:
-        return event_json
+def is_rendered(payload):
+    """Whether an event payload's title and body are written for each reader (an admin or model event)."""
+    return payload.get("kind") in RENDERED_KINDS and payload.get("params") is not None
+
+
+def rendered_json(payload, language):
+    """An event payload (parsed) as JSON text, with its title and body in `language`: what the relay sends."""
     return json.dumps(rendered(payload, language), separators=(",", ":"), ensure_ascii=False)
 
 
@@ -106,7 +108,7 @@ def rendered(payload, language):
     The event payload (publishing.event_payload's dict) with its title and body in `language`,
     when it is an admin or model event; the payload itself otherwise.
     """
-    if payload.get("kind") not in RENDERED_KINDS or payload.get("params") is None:
+    if not is_rendered(payload):
         return payload
     target = payload.get("target") or {}
     actor = (payload.get("actor") or {}).get("username") or payload["params"].get("actor")

@@ -272,6 +272,16 @@ def preferences_body(user):
     }
 
 
+def parsed_body(request):
+    """(the request's JSON object, None), or (None, the 400 or 413 answer naming what is wrong with its body)."""
+    try:
+        return json_object(request), None
+    except RequestDataTooBig:
+        return None, json_error(413, "too_large", f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+    except BadBody as error:
+        return None, invalid({"__all__": [str(error)]})
+
+
 @api_view("GET", "PUT", "PATCH")
 def preferences_view(request):
     """
@@ -279,12 +289,9 @@ def preferences_view(request):
     site's default); PATCH only those it names. Either answers as GET does, the change applied.
     """
     if request.method != "GET":
-        try:
-            data = json_object(request)
-        except RequestDataTooBig:
-            return json_error(413, "too_large", f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
-        except BadBody as error:
-            return invalid({"__all__": [str(error)]})
+        data, refused = parsed_body(request)
+        if refused is not None:
+            return refused
         try:
             preferences.update(request.user, data, partial=request.method == "PATCH")
         except ValidationError as error:
@@ -301,12 +308,9 @@ def push_subscriptions(request):
     """
     if not vapid.enabled():
         return json_error(404, "push_disabled", "Web Push is not configured on this site.")
-    try:
-        data = json_object(request)
-    except RequestDataTooBig:
-        return json_error(413, "too_large", f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
-    except BadBody as error:
-        return invalid({"__all__": [str(error)]})
+    data, refused = parsed_body(request)
+    if refused is not None:
+        return refused
     try:
         if request.method == "DELETE":
             subscriptions.unsubscribe(request.user, data)

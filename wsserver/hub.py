@@ -16,14 +16,15 @@ Guards keep each connection's sequence exact and its own:
   an event older than the newest connection's user can be such, so only those are looked at.
 """
 
+import json
 import logging
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
 from notifications import cursors
-from notifications.preferences import EVERYONE, event_subject
-from notifications.rendering import rendered_json
+from notifications.preferences import EVERYONE, subject_of
+from notifications.rendering import is_rendered, rendered_json
 from notifications.topics import topic_of_route
 
 from . import fanout, metrics, protocol
@@ -87,31 +88,36 @@ class HeldFrame:
 class _Published:
     """
     One event as it reaches readers who are not like everyone (notifications.preferences.Reader):
-    its (kind, topics) for their mutes and its JSON in each of their languages, each worked out
-    once, and only when such a reader is among its recipients.
+    parsed once, and only when such a reader is among its recipients; its (kind, topics) for their
+    mutes, and its JSON in each of their languages, each worked out once.
     """
 
-    __slots__ = ("event_json", "_subject", "_languages")
+    __slots__ = ("event_json", "_payload", "_subject", "_languages")
 
     def __init__(self, event_json):
-        self.event_json, self._subject, self._languages = event_json, None, {}
+        self.event_json, self._payload, self._subject, self._languages = event_json, None, None, {}
 
-    def subject(self):
-        if self._subject is None:
-            self._subject = event_subject(self.event_json)
-        return self._subject
+    def payload(self):
+        if self._payload is None:
+            self._payload = json.loads(self.event_json)
+        return self._payload
+
+    def variant(self, reader):
+        """(muted, language) of the frame a reader gets: language "" when the event reads the same in every language."""
+        muted = False
+        if reader.mutes:
+            if self._subject is None:
+                self._subject = subject_of(self.payload())
+            muted = reader.mutes.matches(*self._subject)
+        return muted, reader.language if reader.language and is_rendered(self.payload()) else ""
 
     def json_in(self, language):
         """The event's JSON with its title and body in `language` ("": the site's, as published)."""
         if not language:
             return self.event_json
         if language not in self._languages:
-            self._languages[language] = rendered_json(self.event_json, language)
+            self._languages[language] = rendered_json(self.payload(), language)
         return self._languages[language]
-
-    def variant(self, reader):
-        """(muted, language) of the frame a reader gets."""
-        return bool(reader.mutes) and reader.mutes.matches(*self.subject()), reader.language
 
 
 def _joined_by(connections, created_us):

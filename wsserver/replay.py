@@ -22,6 +22,7 @@ events sent or rows loaded; past either, resync. Its database part runs in threa
 (threads.run_replay), so replays never hold up handshakes and subscriptions.
 """
 
+import json
 from dataclasses import dataclass
 
 from django.apps import apps
@@ -30,9 +31,9 @@ from django.db.models import Max, Q
 from notifications import cursors, redisconf
 from notifications.conf import app_settings
 from notifications.models import OBJECT_KINDS, Event, Recipient
-from notifications.preferences import EVERYONE, Reader, event_subject
+from notifications.preferences import EVERYONE, Reader, subject_of
 from notifications.publishing import decode_message, event_json, stored_routes
-from notifications.rendering import rendered_json
+from notifications.rendering import is_rendered, rendered_json
 from notifications.topics import topic_of_route
 
 from . import protocol
@@ -79,8 +80,11 @@ class Viewer:
         if route is None or (joined_us is not None and created_us is not None and created_us < joined_us):
             return None
         mutes, language = self.reader.mutes, self.reader.language
-        muted = bool(mutes) and mutes.matches(*event_subject(payload))
-        return protocol.event(topic_of_route(route), cursor, rendered_json(payload, language) if language else payload, muted)
+        if not mutes and not language:
+            return protocol.event(topic_of_route(route), cursor, payload)
+        parsed = json.loads(payload)
+        muted = bool(mutes) and mutes.matches(*subject_of(parsed))
+        return protocol.event(topic_of_route(route), cursor, rendered_json(parsed, language) if language and is_rendered(parsed) else payload, muted)
 
 
 def too_many(count):

@@ -23,6 +23,8 @@ class WidgetPage:
         self.read_all = self.root.locator("[data-ntf-read-all]")
         self.desktop = self.root.locator("[data-ntf-desktop]")
         self.live_region = self.root.locator("[data-ntf-live]")
+        self.preferences_button = self.root.locator("[data-ntf-preferences]")
+        self.preferences = self.root.locator("[data-ntf-prefs]")
         self.toasts = page.locator("[data-ntf-toast]")
         self.banner = page.locator("[data-ntf-banner]")
         self.sockets = []  # [{"url", "sent": [frame, ...], "received": [...]}], frames parsed
@@ -56,6 +58,15 @@ class WidgetPage:
     def open(self):
         self.bell.click()
         expect(self.panel).to_be_visible()
+
+    def open_preferences(self):
+        """The dropdown's preferences panel, open and loaded (its fields filled in)."""
+        if self.panel.is_hidden():
+            self.open()
+        self.preferences_button.click()
+        expect(self.preferences).to_be_visible()
+        expect(self.preferences.locator("select[name=digest] option")).not_to_have_count(0)
+        return self.preferences
 
     def item_titles(self):
         return self.items.locator(".ntf-item-title").all_text_contents()

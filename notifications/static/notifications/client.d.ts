@@ -16,8 +16,10 @@ export function backoffDelay(attempt: number, random?: () => number, base?: numb
 
 /** A failed HTTP request: `status` 0 when the server could not be reached. */
 export class HttpError extends Error {
-  constructor(status: number, message?: string);
+  constructor(status: number, message?: string, body?: unknown);
   status: number;
+  /** The JSON the server answered with the error (e.g. a 400's {error, errors}), or null. */
+  body: unknown;
 }
 
 export interface Ticket {
@@ -69,6 +71,8 @@ export interface NotificationEvent {
   data: Record<string, unknown>;
   /** Only on events found by polling the feed. */
   read?: boolean;
+  /** On feed entries: whether the user muted what this event is about (see EventDetail.muted). */
+  muted?: boolean;
 }
 
 export interface StateDetail {
@@ -92,6 +96,26 @@ export interface EventDetail {
   present: boolean;
   /** Whether no tab is focused: a desktop notification is in order (in the presenting tab). */
   desktop: boolean;
+  /**
+   * Whether the user muted this event (its kind, its model or its object: the frame's or the
+   * feed entry's `"muted": true`). List it, count it, but do not toast, notify or sound it.
+   */
+  muted: boolean;
+}
+
+/** A user's notification preferences as they apply now (docs/protocol.md, the preferences API). */
+export interface Preferences {
+  /** Live toasts while a page of the site is open. */
+  toasts: boolean;
+  digest: "off" | "hourly" | "daily" | "weekly" | string;
+  /** Web Push to the devices the user subscribed. */
+  push: boolean;
+  /** A language code of the site's, or "" for the site's default. */
+  language: string;
+  /** Kinds muted, e.g. "model.updated". */
+  muted_kinds: string[];
+  /** Topics muted: "model:<app_label>.<model>" or "object:<app_label>.<model>:<pk>". */
+  muted_topics: string[];
 }
 
 /** Notifications were marked read (any tab, any device): docs/protocol.md, the `read` frame. */
@@ -135,6 +159,8 @@ export interface ClientEventMap {
   unread: { unread_count: number };
   /** Missed events could not be replayed: reload your state over HTTP. */
   resync: Record<string, never>;
+  /** The user changed their preferences (in any tab or on any device): they apply from now on. */
+  preferences: { preferences: Preferences };
   welcome: { user: { id: number | string; username: string } | null; topics: string[] };
   subscribed: SubscriptionFrame;
   unsubscribed: SubscriptionFrame;

@@ -22,7 +22,7 @@
  *   socket as soon as it opens (connection.js, poller.js).
  *
  * Everything arrives as DOM events on the client (an EventTarget; `on()` is a shorthand): state,
- * event, read, unread, resync, welcome, subscribed, unsubscribed, error, leader.
+ * event, read, unread, resync, preferences, welcome, subscribed, unsubscribed, error, leader.
  */
 
 import { BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoffDelay } from "./backoff.js";
@@ -33,7 +33,7 @@ import { canShare, TabGroup } from "./tabs.js";
 export { BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoffDelay, HttpError };
 
 export const STATES = ["disconnected", "connecting", "connected", "reconnecting", "polling", "offline"];
-export const EVENT_TYPES = ["state", "event", "read", "unread", "resync", "welcome", "subscribed", "unsubscribed", "error", "leader"];
+export const EVENT_TYPES = ["state", "event", "read", "unread", "resync", "preferences", "welcome", "subscribed", "unsubscribed", "error", "leader"];
 
 const DEFAULTS = {
   topics: [],
@@ -367,6 +367,8 @@ export class NotificationsClient extends EventTarget {
           cursor: typeof frame.cursor === "string" ? frame.cursor : null,
           present: presenter === this.tabId,
           desktop: Boolean(desktop),
+          // The user muted what this event is about: list it, never interrupt them with it.
+          muted: frame.muted === true,
         });
         break;
       }
@@ -382,6 +384,10 @@ export class NotificationsClient extends EventTarget {
         break;
       case "unread":
         if (Number.isInteger(frame.unread_count)) this.emit("unread", { unread_count: frame.unread_count });
+        break;
+      case "preferences":
+        // The user changed their preferences (in some tab, on some device): they apply from now.
+        if (frame.preferences !== null && typeof frame.preferences === "object") this.emit("preferences", { preferences: frame.preferences });
         break;
       case "resync":
         // Nothing arrived since the welcome: live delivery starts there, and so does the cursor.

@@ -2,7 +2,8 @@
  * Polling the HTTP API while WebSockets cannot be used (a proxy that refuses the upgrade, a relay
  * out of reach): the feed is read every few seconds, and what it shows that the client had not
  * seen comes out as the same `event` frames the relay would have sent, followed by an `unread`
- * frame with the server's count when anything changed. The pace slows down while nothing changes and backs off on
+ * frame with the server's count when anything changed (an entry the user muted comes out as
+ * the relay would send it too, `"muted": true`). The pace slows down while nothing changes and backs off on
  * errors; the connection keeps trying the socket meanwhile and stops the poller once it opens.
  *
  * Polled events carry no cursor: the relay's replay on the next `resume` sends them again, and
@@ -49,6 +50,7 @@ export class Poller {
     this.delay = this.options.interval;
     this.failures = 0;
     this.newest = 0;
+    this.polled = false; // whether an answer came since start()
     this.lastCount = null;
     this.poll(this.generation);
   }
@@ -85,9 +87,11 @@ export class Poller {
     const results = (data && Array.isArray(data.results) ? data.results : []).filter(isEvent).sort((a, b) => a.id - b.id);
     const known = Math.max(this.hooks.lastEventId(), this.newest);
     // With nothing seen yet, the first answer is the starting point: the page loaded it already.
-    const fresh = known ? results.filter((event) => event.id > known && !event.read) : [];
+    // After it, everything newer is news, even when that first answer was an empty feed.
+    const fresh = known || this.polled ? results.filter((event) => event.id > known && !event.read) : [];
+    this.polled = true;
     for (const event of results) this.newest = Math.max(this.newest, event.id);
-    for (const event of fresh) this.hooks.frame({ type: "event", topic: feedTopic(event), event });
+    for (const event of fresh) this.hooks.frame({ type: "event", topic: feedTopic(event), event, muted: event.muted === true });
     const count = data && Number.isInteger(data.unread_count) ? data.unread_count : null;
     const changed = fresh.length > 0 || count !== this.lastCount;
     if (count !== null && changed) this.hooks.frame({ type: "unread", unread_count: count });

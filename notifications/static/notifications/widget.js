@@ -15,12 +15,23 @@
  * the client (re)connects or is told to resync; live events, read frames and, while polling, the
  * server's unread count come from the client.
  *
+ * The user's preferences (preferences.js) decide what interrupts them: an event they muted
+ * (`muted` on the client's event) is listed and counted but never toasted, announced or shown
+ * on the desktop, and with live toasts off no event is. The dropdown's "Preferences" button
+ * opens the panel that edits them (preferences-panel.js), and each item offers to mute what it
+ * is about (mute-menu.js).
+ *
  * Event text is untrusted: it only ever reaches the page through textContent, and only
  * relative or http(s) URLs become links.
  */
 
 import { backoffDelay, NotificationsClient } from "./client.js";
+import { DeviceControl, pushConfig } from "./device-control.js";
+import { el } from "./dom.js";
 import { requestJson } from "./http.js";
+import { muteMenu } from "./mute-menu.js";
+import { PreferencesPanel } from "./preferences-panel.js";
+import { preferencesFor } from "./preferences.js";
 
 export { backoffDelay };
 
@@ -39,14 +50,6 @@ const BANNER_VERBS = {
 };
 
 // Helpers ---------------------------------------------------------------------------------------
-
-/** An element with a class and text content (never HTML). */
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  return node;
-}
 
 /**
  * The href to use for an event's URL, or null: only links into this site (the page's origin):
@@ -269,6 +272,7 @@ class Widget {
       objectTopic: data.objectTopic || "",
       objectTypes: words(data.objectTypes),
       objectId: data.objectId || "",
+      preferencesUrl: data.preferencesUrl || "",
     };
     const part = (name) => root.querySelector(`[data-ntf-${name}]`);
     this.bell = part("bell");
@@ -276,6 +280,8 @@ class Widget {
     this.stateNode = part("state");
     this.stateText = part("state-text");
     this.panel = part("panel");
+    this.feed = part("feed");
+    this.preferencesButton = part("preferences");
     this.list = part("list");
     this.empty = part("empty");
     this.message = part("message");
@@ -299,6 +305,11 @@ class Widget {
     instances += 1;
     this.panel.id = `ntf-panel-${instances}`; // unique however the markup was made (or copied)
     this.bell.setAttribute("aria-controls", this.panel.id);
+    // Without the API's URL the widget still follows the preferences the relay sends (toasts,
+    // mutes); it just cannot show or change them.
+    this.preferences = preferencesFor(this.config.preferencesUrl, this.config.csrfToken);
+    this.preferencesPanel = null; // made when first opened
+    this.preferencesButton.hidden = !this.config.preferencesUrl;
     this.bindUi();
     this.renderBadge();
     this.renderDesktop();
@@ -314,6 +325,10 @@ class Widget {
     client.on("event", (detail) => this.onEvent(detail));
     client.on("read", (detail) => this.onRead(detail));
     client.on("unread", ({ unread_count: count }) => this.takeCount(count));
+    this.preferences.follow(client);
+    // What the list marks as muted is the server's word: ask it again when the mutes change.
+    this.preferences.addEventListener("change", ({ detail }) => detail.mutesChanged && this.loadedOnce && this.loadState());
+    if (this.config.preferencesUrl) this.preferences.load().catch(() => {}); // until it answers, toasts are on
     client.on("resync", () => {
       // Missed events cannot be replayed: take the state from the server, live from here on.
       // (Before "connected", the (re)connection reloads it anyway.)
@@ -354,18 +369,21 @@ class Widget {
 
   // Events ---------------------------------------------------------------------------------------
 
-  onEvent({ event, topic, present, desktop: onDesktop }) {
+  onEvent({ event, topic, present, desktop: onDesktop, muted }) {
     if (isOwnObjectEvent(event, this.config.userId)) return;
     this.maybeShowBanner(event);
     if (this.seen.has(event.id) || this.items.has(event.id)) return;
     this.seen.add(event.id);
-    this.liveLog.push([++this.liveSequence, event]);
+    const listed = muted ? { ...event, muted: true } : event;
+    this.liveLog.push([++this.liveSequence, listed]);
     if (this.liveLog.length > LIVE_LOG_SIZE) this.liveLog.shift();
-    this.addItem(event, false, true);
+    this.addItem(listed, false, true);
     if (event.id > this.countedThrough) this.setUnread(this.unread + 1);
     const open = () => this.markRead(event.id, { keepalive: true });
-    // One tab of the browser shows each event (the client says which).
-    if (present && toaster.show(event, open)) {
+    // One tab of the browser shows each event (the client says which), unless the user muted
+    // it or turned live toasts off: then it is listed and counted, nothing more.
+    const quiet = muted || !this.preferences.toasts;
+    if (present && !quiet && toaster.show(event, open)) {
       this.announce(event);
       if (onDesktop) {
         desktop.show(event, () => {
@@ -405,11 +423,8 @@ class Widget {
   }
 
   announce(event) {
-    // Cleared first, so the same words twice are announced twice.
-    this.live.textContent = "";
-    setTimeout(() => {
-      this.live.textContent = event.body ? `New notification: ${event.title}. ${event.body}` : `New notification: ${event.title}`;
-    }, 50);
+    // Cleared first (say()), so the same words twice are announced twice.
+    this.say(event.body ? `New notification: ${event.title}. ${event.body}` : `New notification: ${event.title}`);
   }
 
   // State over HTTP -------------------------------------------------------------------------------
@@ -567,6 +582,7 @@ class Widget {
     const meta = el("span", "ntf-item-meta");
     meta.append(timeElement(event.created_at));
     if (event.actor && event.actor.username) meta.append(document.createTextNode(` · ${event.actor.username}`));
+    if (event.muted) meta.append(document.createTextNode(" · "), el("span", "ntf-item-muted", "muted"));
     main.append(meta);
     main.addEventListener("click", () => this.markRead(event.id, { keepalive: Boolean(href) }));
     const readButton = el("button", "ntf-item-read");
@@ -578,7 +594,14 @@ class Widget {
       this.markRead(event.id);
       main.focus(); // the button disappears with the unread state: keep the focus on the item
     });
-    node.append(main, readButton);
+    node.append(main);
+    if (this.config.preferencesUrl) {
+      const { toggle, options } = muteMenu(event, (choice) => this.mute(choice));
+      node.append(toggle, readButton, options);
+    } else {
+      node.append(readButton);
+    }
+    node.classList.toggle("ntf-muted", Boolean(event.muted));
     const item = { event, read, node, status, readButton };
     this.items.set(event.id, item);
     this.setItemRead(item, read);
@@ -637,6 +660,26 @@ class Widget {
     this.renderDesktop();
   }
 
+  /** Add a kind or topic to the user's mutes (a mute menu's choice); the list follows (loadState). */
+  async mute({ field, name }) {
+    try {
+      if (!this.preferences.loaded) await this.preferences.load();
+      const current = this.preferences.applied[field] || [];
+      if (!current.includes(name)) await this.preferences.save({ [field]: [...current, name] });
+      this.say(`Muted ${name}. Preferences can undo it.`);
+    } catch (error) {
+      this.showMessage(`Could not mute ${name} (${error.message}).`);
+    }
+  }
+
+  /** Words for screen readers (the widget's live region). */
+  say(text) {
+    this.live.textContent = "";
+    setTimeout(() => {
+      this.live.textContent = text;
+    }, 50);
+  }
+
   showMessage(text) {
     this.message.textContent = text;
     this.message.hidden = !text;
@@ -653,6 +696,7 @@ class Widget {
     });
     this.olderButton.addEventListener("click", () => this.loadOlder());
     this.desktopButton.addEventListener("click", () => this.toggleDesktop());
+    this.preferencesButton.addEventListener("click", () => this.openPreferences());
     this.root.addEventListener("keydown", (event) => this.onKeydown(event));
     document.addEventListener("pointerdown", (event) => {
       if (!this.panel.hidden && !this.root.contains(event.target)) this.close(false);
@@ -674,9 +718,37 @@ class Widget {
 
   close(returnFocus) {
     if (this.panel.hidden) return;
+    this.showFeed();
     this.panel.hidden = true;
     this.bell.setAttribute("aria-expanded", "false");
     if (returnFocus) this.bell.focus();
+  }
+
+  /** The dropdown's second view: the preferences panel (edits not saved stay for next time). */
+  openPreferences() {
+    if (!this.preferencesPanel) {
+      const push = pushConfig(this.root.dataset, this.config.csrfToken);
+      this.preferencesPanel = new PreferencesPanel(this.preferences, {
+        device: push ? new DeviceControl(push) : null,
+        back: () => this.closePreferences(true),
+      });
+      this.panel.append(this.preferencesPanel.element);
+    }
+    this.feed.hidden = true;
+    this.panel.setAttribute("aria-label", "Notification preferences");
+    this.preferencesPanel.show();
+  }
+
+  /** Back to the list; with `returnFocus`, on the Preferences button that opened the panel. */
+  closePreferences(returnFocus) {
+    this.showFeed();
+    if (returnFocus) this.preferencesButton.focus();
+  }
+
+  showFeed() {
+    if (this.preferencesPanel) this.preferencesPanel.hide();
+    this.feed.hidden = false;
+    this.panel.setAttribute("aria-label", "Notifications");
   }
 
   refreshTimes() {
@@ -704,12 +776,14 @@ class Widget {
   onKeydown(event) {
     if (event.key === "Escape" && !this.panel.hidden) {
       event.preventDefault();
-      this.close(true);
+      if (this.feed.hidden) this.closePreferences(true);
+      else this.close(true);
       return;
     }
-    if (this.panel.hidden || !this.panel.contains(event.target)) return;
+    if (this.panel.hidden || !this.feed.contains(event.target)) return;
     const items = this.itemElements();
-    const index = items.indexOf(event.target.closest("[data-ntf-item]"));
+    const row = event.target.closest("[data-event-id]"); // from an item or its buttons
+    const index = row ? items.indexOf(row.querySelector("[data-ntf-item]")) : -1;
     let target = null;
     if (event.key === "ArrowDown") target = items[index < 0 ? 0 : Math.min(index + 1, items.length - 1)];
     else if (event.key === "ArrowUp") target = items[index < 0 ? items.length - 1 : Math.max(index - 1, 0)];

@@ -3,9 +3,12 @@
 
 Starts the bundled Redis when REDIS_URL is unset, applies migrations, creates the demo users,
 then runs Django (runserver) and the relay (runwsserver) until Ctrl-C or SIGTERM, which stop
-everything it started.
+everything it started. What a real site configures and the demo cannot know is given development
+values: the site's address (the links of digest emails, printed on the console) and, unless set,
+a VAPID key pair for Web Push, made once and kept in .demo-vapid.json beside manage.py.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -15,8 +18,31 @@ import time
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from django.conf import settings
+
 from notifications import devredis
 from notifications.conf import app_settings
+from notifications.webpush import vapid
+
+DEMO_VAPID_FILE = ".demo-vapid.json"
+
+
+def demo_settings(http):
+    """Environment for the demo's servers: the site's address, and a development VAPID pair unless one is set."""
+    values = {"NOTIFICATIONS_SITE_URL": os.environ.get("NOTIFICATIONS_SITE_URL") or f"http://{http}"}
+    if not app_settings.NOTIFICATIONS_VAPID_PUBLIC_KEY and not app_settings.NOTIFICATIONS_VAPID_PRIVATE_KEY:
+        path = settings.BASE_DIR / DEMO_VAPID_FILE
+        if not path.exists():
+            private, public = vapid.generate()
+            path.write_text(json.dumps({"private": private, "public": public}))
+            path.chmod(0o600)
+        keys = json.loads(path.read_text())
+        values.update(
+            NOTIFICATIONS_VAPID_PUBLIC_KEY=keys["public"],
+            NOTIFICATIONS_VAPID_PRIVATE_KEY=keys["private"],
+            NOTIFICATIONS_VAPID_SUBJECT=app_settings.NOTIFICATIONS_VAPID_SUBJECT or "mailto:demo@example.com",
+        )
+    return values
 
 
 class Command(BaseCommand):
@@ -37,7 +63,7 @@ class Command(BaseCommand):
         try:
             call_command("migrate", interactive=False, verbosity=0)
             call_command("seeddemo", stdout=self.stdout)
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            env = dict(os.environ, PYTHONUNBUFFERED="1", **demo_settings(http))
             env.setdefault("WSSERVER_PUBLIC_URL", "" if ws.endswith(":8765") else f"ws://{ws}/ws/")
             reload_flag = ["--noreload"] if noreload else []
             manage = [sys.executable, sys.argv[0]]

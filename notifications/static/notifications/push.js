@@ -1,0 +1,123 @@
+/**
+ * Web Push on this device, the browser's side: register the app's service worker, ask for the
+ * permission to notify, subscribe with the site's VAPID public key, and tell the server the
+ * subscription (POST `/notifications/api/push-subscriptions/`, docs/protocol.md); or undo it
+ * (DELETE there, then unsubscribe). The server sends the pushes; the service worker shows them.
+ *
+ * Failures throw a PushError whose `code` says what happened ("unsupported", "denied",
+ * "subscribe", "server") and whose message can be shown to the user as it is.
+ */
+
+import { requestJson } from "./http.js";
+
+export class PushError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "PushError";
+    this.code = code;
+  }
+}
+
+/** Whether this browser can receive Web Push (secure context, service workers, Push API, notifications). */
+export function pushSupported() {
+  return (
+    typeof window !== "undefined" &&
+    window.isSecureContext === true &&
+    "serviceWorker" in navigator &&
+    typeof window.PushManager === "function" &&
+    typeof window.Notification === "function"
+  );
+}
+
+/** The application server key of a VAPID public key (base64url, as the server gives it) as bytes. */
+export function vapidKeyBytes(base64url) {
+  if (typeof base64url !== "string" || !/^[A-Za-z0-9_-]+={0,2}$/.test(base64url)) {
+    throw new PushError("subscribe", "The site's VAPID public key is not base64url text.");
+  }
+  const base64 = base64url.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
+  const binary = window.atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
+  return Uint8Array.from(binary, (char) => char.charCodeAt(0));
+}
+
+async function registration(serviceWorkerUrl) {
+  return pushSupported() ? (await navigator.serviceWorker.getRegistration(serviceWorkerUrl)) || null : null;
+}
+
+/** The push subscription this device holds for the app's service worker, or null. */
+async function currentSubscription(serviceWorkerUrl) {
+  const registered = await registration(serviceWorkerUrl);
+  return registered ? registered.pushManager.getSubscription() : null;
+}
+
+/** Whether this device is subscribed (a push subscription held by the app's service worker). */
+export async function deviceSubscribed({ serviceWorkerUrl }) {
+  return (await currentSubscription(serviceWorkerUrl)) !== null;
+}
+
+/** The registration's worker once it is active: a subscription needs one. */
+function activated(registered) {
+  if (registered.active) return Promise.resolve(registered);
+  const worker = registered.installing || registered.waiting;
+  return new Promise((resolve, reject) => {
+    worker.addEventListener("statechange", () => {
+      if (worker.state === "activated") resolve(registered);
+      else if (worker.state === "redundant") reject(new PushError("subscribe", "The service worker could not be installed."));
+    });
+  });
+}
+
+function sameKey(subscription, key) {
+  const held = subscription.options && subscription.options.applicationServerKey;
+  return held instanceof ArrayBuffer && new Uint8Array(held).join() === key.join();
+}
+
+/**
+ * Subscribe this device: the permission first (the browser asks the user), then the service
+ * worker and the subscription, then the server. A subscription the server refused is undone.
+ *
+ * @param {{vapidPublicKey: string, serviceWorkerUrl: string, subscriptionsUrl: string, csrfToken: string}} options
+ */
+export async function subscribeDevice({ vapidPublicKey, serviceWorkerUrl, subscriptionsUrl, csrfToken }) {
+  if (!pushSupported()) throw new PushError("unsupported", "This browser cannot receive push notifications here.");
+  const key = vapidKeyBytes(vapidPublicKey);
+  const permission = await window.Notification.requestPermission();
+  if (permission !== "granted") {
+    throw new PushError("denied", "Notifications are not allowed for this site: allow them in the browser's site settings, then try again.");
+  }
+  let subscription;
+  try {
+    const registered = await activated(await navigator.serviceWorker.register(serviceWorkerUrl));
+    subscription = await registered.pushManager.getSubscription();
+    if (subscription && !sameKey(subscription, key)) {
+      await subscription.unsubscribe(); // made with another key: the server could not push to it
+      subscription = null;
+    }
+    subscription = subscription || (await registered.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }));
+  } catch (error) {
+    if (error instanceof PushError) throw error;
+    throw new PushError("subscribe", `The browser could not subscribe this device: ${error.message}`);
+  }
+  try {
+    await requestJson(subscriptionsUrl, { method: "POST", json: subscription.toJSON(), csrfToken });
+  } catch (error) {
+    await subscription.unsubscribe().catch(() => {});
+    throw new PushError("server", `The server did not take this device's subscription: ${error.message}`);
+  }
+}
+
+/**
+ * Stop push notifications to this device: the server forgets the subscription (DELETE), then
+ * the browser drops it. One the server no longer knows (404) is dropped all the same.
+ *
+ * @param {{serviceWorkerUrl: string, subscriptionsUrl: string, csrfToken: string}} options
+ */
+export async function unsubscribeDevice({ serviceWorkerUrl, subscriptionsUrl, csrfToken }) {
+  const subscription = await currentSubscription(serviceWorkerUrl);
+  if (!subscription) return;
+  try {
+    await requestJson(subscriptionsUrl, { method: "DELETE", json: { endpoint: subscription.endpoint }, csrfToken });
+  } catch (error) {
+    if (error.status !== 404) throw new PushError("server", `The server could not forget this device: ${error.message}`);
+  }
+  await subscription.unsubscribe();
+}

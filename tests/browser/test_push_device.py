@@ -1,0 +1,115 @@
+"""
+"Notify me on this device" (push.js through the preferences panel) with the site's real
+service worker and push-subscriptions endpoint. Headless Chromium cannot register with a push
+service (its PushManager.subscribe fails: no push service to reach), so the page's PushManager
+is replaced by one that hands out a subscription the test made (tests/pushservice.py's Device,
+on a push service origin the site allows): everything else is real, from the permission to the
+row the server stores and deletes. The first test's screenshot of the panel, with the device
+control, is docs/images/preferences.png.
+"""
+
+import json
+
+import pytest
+from playwright.sync_api import expect
+
+from notifications.models import PushSubscription
+from notifications.preferences import update
+from notifications.webpush import vapid
+
+from ..factories import make_user
+from ..pushservice import Device, b64url_decode
+from . import axe
+from .test_accessibility import Audit
+from .test_preferences_panel import Panel
+from .test_widget import named_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PUSH_SERVICE = "https://push.example.com"
+# The browser's PushManager, as a push service would answer it: the subscription `json` (what
+# toJSON() gives), made with the key the page passes; what was asked is kept for the test.
+FAKE_PUSH_MANAGER = """
+(() => {
+  const json = %s;
+  let held = null;
+  window.__pushAsked = [];
+  window.__pushUnsubscribed = 0;
+  PushManager.prototype.getSubscription = async function () { return held; };
+  PushManager.prototype.subscribe = async function (options) {
+    const key = new Uint8Array(options.applicationServerKey).slice();
+    window.__pushAsked.push({userVisibleOnly: options.userVisibleOnly, key: Array.from(key)});
+    held = {
+      endpoint: json.endpoint,
+      options: {userVisibleOnly: options.userVisibleOnly, applicationServerKey: key.buffer},
+      toJSON: () => json,
+      unsubscribe: async () => { held = null; window.__pushUnsubscribed += 1; return true; },
+    };
+    return held;
+  };
+})();
+"""
+
+
+@pytest.fixture
+def push_site(start_site, relay):
+    """A site with VAPID keys (the widget then carries data-vapid-public-key) allowing PUSH_SERVICE."""
+    private, public = vapid.generate()
+    env = {
+        "NOTIFICATIONS_VAPID_PUBLIC_KEY": public,
+        "NOTIFICATIONS_VAPID_PRIVATE_KEY": private,
+        "NOTIFICATIONS_VAPID_SUBJECT": "mailto:push-tests@example.com",
+        "NOTIFICATIONS_PUSH_SERVICES": json.dumps([PUSH_SERVICE]),
+    }
+    site = start_site(relay, settings_module="tests.settings_push", extra_env=env)
+    site.vapid_public_key = public
+    return site
+
+
+def test_notify_me_on_this_device_subscribes_it_with_the_server_and_stops_again(push_site, browsers_on):
+    user = named_user("alice", superuser=True)  # names for the screenshot's sake (docs/images/preferences.png)
+    update(user, {"muted_kinds": ["model.updated"], "muted_topics": ["model:auth.group"]}, partial=True)
+    device = Device(f"{PUSH_SERVICE}/send/device-1")
+    script = FAKE_PUSH_MANAGER % json.dumps(device.to_json())
+    widget = browsers_on(push_site).open(user, "/admin/", init_script=script, permissions=["notifications"])
+    expect(widget.root).to_have_attribute("data-vapid-public-key", push_site.vapid_public_key)
+    panel = Panel(widget)
+    control = panel.element.locator("[data-ntf-device]")
+    expect(control).to_contain_text("This device gets no push notifications.")
+    widget.screenshot("preferences-with-push", widget.page.locator("#header"), widget.panel)
+
+    panel.element.get_by_role("button", name="Notify me on this device").click()
+    expect(control).to_contain_text("This device gets push notifications.")
+    stop = panel.element.get_by_role("button", name="Stop notifying this device")
+    expect(stop).to_be_focused()  # the button kept the focus while it worked
+    [asked] = widget.page.evaluate("window.__pushAsked")
+    assert asked == {"userVisibleOnly": True, "key": list(b64url_decode(push_site.vapid_public_key))}
+    stored = PushSubscription.objects.get(user_id=user.pk)
+    assert (stored.endpoint, stored.p256dh, stored.auth) == (device.endpoint, device.to_json()["keys"]["p256dh"], device.to_json()["keys"]["auth"])
+    scope = widget.page.evaluate("navigator.serviceWorker.getRegistration('/static/notifications/sw.js').then((r) => r && r.scope)")
+    assert scope == f"{push_site.url}/static/notifications/"  # the site's service worker, registered
+
+    stop.click()
+    expect(control).to_contain_text("This device gets no push notifications.")
+    assert not PushSubscription.objects.filter(user_id=user.pk).exists()
+    assert widget.page.evaluate("window.__pushUnsubscribed") == 1
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_a_subscription_the_server_refuses_is_undone_and_said_next_to_the_button(push_site, browsers_on, scheme):
+    user = make_user("elsewhere", superuser=True)
+    device = Device("https://push.not-allowed.example/send/1")  # not one of the site's push services
+    script = axe.source() + FAKE_PUSH_MANAGER % json.dumps(device.to_json())
+    widget = browsers_on(push_site).open(user, "/admin/", init_script=script, permissions=["notifications"])
+    widget.page.emulate_media(color_scheme=scheme)
+    audit = Audit(widget.page)
+    panel = Panel(widget)
+    audit("the device control")
+    panel.element.get_by_role("button", name="Notify me on this device").click()
+    status = panel.element.locator("[data-ntf-device] [role=status]")
+    expect(status).to_contain_text("The server did not take this device's subscription")
+    audit("the device control's error")
+    audit.assert_clean()
+    expect(panel.element.get_by_role("button", name="Notify me on this device")).to_be_visible()
+    assert widget.page.evaluate("window.__pushUnsubscribed") == 1
+    assert not PushSubscription.objects.filter(user_id=user.pk).exists()
