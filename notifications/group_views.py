@@ -73,20 +73,31 @@ def grouped_list(request, limit, before):
 
 @api_view("GET")
 def group_members(request, group_id):
-    """A group's members the user sees, newest first, `limit` at a time, below the event `before`."""
+    """
+    A group as the grouped list shows it (`summary`: what a client refreshes a growing group
+    from), and its members the user sees, newest first, `limit` at a time, below the event `before`.
+    """
     try:
         limit, before = _page_parameters(request)
     except BadParameter as error:
         return json_error(400, "bad_request", str(error))
-    events = grouped.members(request.user, group_id, limit, before)
-    if not events and before is None:
+    group = grouped.summary(request.user, group_id)
+    if group is None:
         return json_error(404, "not_found", f"No group {group_id} for you.")
+    events = grouped.members(request.user, group_id, limit, before)
     next_url = None
     if len(events) > limit:
         events = events[:limit]
         next_url = _next_url(request, limit, events[-1].pk)
     language, mutes = _reader(request.user)
-    return JsonResponse({"group": group_id, "results": [_event_item(event, language, mutes) for event in events], "next": next_url})
+    return JsonResponse(
+        {
+            "group": group_id,
+            "summary": _group_item(group, language, mutes),
+            "results": [_event_item(event, language, mutes) for event in events],
+            "next": next_url,
+        }
+    )
 
 
 @api_view("POST")

@@ -79,6 +79,22 @@ def page(user, limit, before=None):
     return groups, rows[0]["unread_total"]
 
 
+def summary(user, group_id):
+    """The group as the user sees it (a Group), or None when they see none of its events: two statements."""
+    events = feed.events_for(user).filter(bursts.members(group_id))
+    found = events.aggregate(
+        count=Count("pk"),
+        unread_count=Count("pk", filter=~feed.read_condition(user)),
+        latest=Max("pk"),
+        first_at=Min("created_at"),
+        last_at=Max("created_at"),
+    )
+    latest = feed.with_read_flag(Event.objects.filter(pk=found["latest"]), user).select_related("actor").first()
+    if not found["count"] or latest is None:
+        return None
+    return Group(group_id, found["count"], found["unread_count"], found["first_at"], found["last_at"], latest)
+
+
 def members(user, group_id, limit, before=None):
     """Up to `limit` + 1 members of a group that the user sees, newest first, below `before`, with `read` and actor."""
     events = feed.with_read_flag(feed.events_for(user).filter(bursts.members(group_id)), user).select_related("actor")

@@ -127,6 +127,8 @@ def test_members_of_a_group_paginated_and_only_for_those_who_see_it():
         seen += [item["id"] for item in body["results"]]
         url = body["next"]
     assert seen == [event.pk for event in members]
+    summary = get(client, f"/notifications/api/groups/{group}/")["summary"]
+    assert summary == get(client, GROUPED)["results"][0] and summary["count"] == 5
     assert client_for(make_user("nobody")).get(f"/notifications/api/groups/{group}/").status_code == 404
     assert client.get(f"/notifications/api/groups/{members[0].pk}/").status_code == 404  # a member, not a group
     assert client.get(f"/notifications/api/groups/{group}/?limit=0").status_code == 400
