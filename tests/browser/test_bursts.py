@@ -7,11 +7,14 @@ Chromium (long tasks from the Performance API, and CDP's Performance.getMetrics 
 """
 
 import re
+import time
 
 import pytest
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
+from notifications import preferences
 from notifications.models import Event
 
 from ..factories import make_user
@@ -43,6 +46,16 @@ def named(username, **kwargs):
     user.username = username
     user.save(update_fields=["username"])
     return user
+
+
+def wait_for_frame(widget, kind, timeout_s=10):
+    """Until the page's socket received a frame of this type (what it says is live there)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(frame["type"] == kind for socket in widget.sockets for frame in socket["received"]):
+            return
+        widget.page.wait_for_timeout(50)
+    raise AssertionError(f"No {kind} frame reached the page within {timeout_s} s")
 
 
 def delete_selected_in_admin(page, count):
@@ -114,3 +127,30 @@ def test_a_bulk_admin_action_is_one_toast_and_one_group_and_the_page_stays_respo
     watching.open()
     expect(watching.items).to_have_count(1)
     expect(watching.items.first.locator(".ntf-item-title")).to_have_text(title)
+
+
+def test_a_listed_event_becomes_a_group_as_its_burst_goes_on_and_toasts_off_means_none(browsers):
+    root = named("root", superuser=True)
+    viewer = named("vera", staff=True, perms=["auth.view_group"])
+    groups = Group.objects.bulk_create([Group(name=f"team {n}") for n in range(6)])
+    watching = browsers.open(viewer, "/admin/", init_script=MEASURE)
+
+    LogEntry.objects.log_actions(root.pk, groups[:1], CHANGE, change_message="edited")
+    expect(watching.toast("root changed group “team 0”")).to_be_visible()
+    LogEntry.objects.log_actions(root.pk, groups[1:3], CHANGE, change_message="edited")
+    watching.expect_unread(3)
+    expect(watching.toasts.first).to_have_text(re.compile("root changed 3 groups"))  # the same toast, retitled
+    expect(watching.live_region).to_have_text("Updated notification: root changed 3 groups")
+    watching.open()
+    expect(watching.items).to_have_count(1)
+    expect(watching.items.first).to_have_attribute("data-count", "3")
+    expect(watching.items.first.locator(".ntf-item-title")).to_have_text("root changed 3 groups")
+
+    # With live toasts off, a burst is listed and counted, and shown nowhere else.
+    preferences.update(viewer, {"toasts": False}, partial=True)
+    wait_for_frame(watching, "preferences")
+    LogEntry.objects.log_actions(root.pk, groups[3:], DELETION, change_message="")
+    watching.expect_unread(6)
+    expect(watching.items).to_have_count(2)
+    expect(watching.items.first.locator(".ntf-item-title")).to_have_text("root deleted 3 groups")
+    assert watching.page.evaluate("window.__toastsShown") == 1
