@@ -46,11 +46,13 @@ def page(user, limit, before=None):
     while True:
         oldest = max(newest - window, 0)
         # The groups with ids in (oldest, newest], with all their members: an event is one by its
-        # id (a first event, or not in a burst) or by its burst's.
-        in_range = Q(pk__gt=oldest, pk__lte=newest) | Q(burst__gt=oldest, burst__lte=newest)
+        # id (a first event, or not in a burst) or by its burst's. Found as a set of ids first, so
+        # that the database reads that range (the primary key, the burst index) rather than every
+        # event of the feed's models.
+        in_range = Event.objects.filter(Q(pk__gt=oldest, pk__lte=newest) | Q(burst__gt=oldest, burst__lte=newest))
         rows = list(
             feed.events_for(user)
-            .filter(in_range)
+            .filter(pk__in=in_range.values("pk"))
             .annotate(group=bursts.group_key())
             .filter(group__gt=oldest, group__lte=newest)
             .values("group")
