@@ -18,6 +18,7 @@ from notifications import preferences
 from notifications.models import Event
 
 from ..factories import make_user
+from . import axe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,7 +134,7 @@ def test_a_listed_event_becomes_a_group_as_its_burst_goes_on_and_toasts_off_mean
     root = named("root", superuser=True)
     viewer = named("vera", staff=True, perms=["auth.view_group"])
     groups = Group.objects.bulk_create([Group(name=f"team {n}") for n in range(6)])
-    watching = browsers.open(viewer, "/admin/", init_script=MEASURE)
+    watching = browsers.open(viewer, "/admin/", init_script=MEASURE + axe.source())
 
     LogEntry.objects.log_actions(root.pk, groups[:1], CHANGE, change_message="edited")
     expect(watching.toast("root changed group “team 0”")).to_be_visible()
@@ -145,12 +146,17 @@ def test_a_listed_event_becomes_a_group_as_its_burst_goes_on_and_toasts_off_mean
     expect(watching.items).to_have_count(1)
     expect(watching.items.first).to_have_attribute("data-count", "3")
     expect(watching.items.first.locator(".ntf-item-title")).to_have_text("root changed 3 groups")
+    watching.items.first.locator("[data-ntf-item]").click()  # expanded, and read
+    expect(watching.items.first.locator(".ntf-group-member")).to_have_count(3)
+    watching.expect_unread(0)
+    found = axe.violations(watching.page)
+    assert not found, axe.report(found)
 
     # With live toasts off, a burst is listed and counted, and shown nowhere else.
     preferences.update(viewer, {"toasts": False}, partial=True)
     wait_for_frame(watching, "preferences")
     LogEntry.objects.log_actions(root.pk, groups[3:], DELETION, change_message="")
-    watching.expect_unread(6)
+    watching.expect_unread(3)
     expect(watching.items).to_have_count(2)
     expect(watching.items.first.locator(".ntf-item-title")).to_have_text("root deleted 3 groups")
     assert watching.page.evaluate("window.__toastsShown") == 1
