@@ -21,6 +21,10 @@
  * opens the panel that edits them (preferences-panel.js), and each item offers to mute what it
  * is about (mute-menu.js).
  *
+ * A burst (one actor's events of one kind about one model, the events' `group`) is one list
+ * item and one toast (bursts.js): the list is loaded grouped, and later events of a group update
+ * its item and its toast instead of adding their own.
+ *
  * Event text is untrusted: it only ever reaches the page through textContent, and only
  * relative or http(s) URLs become links.
  */
