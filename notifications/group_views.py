@@ -6,22 +6,20 @@ HTTP endpoints of the grouped feed (grouped.py): the feed with each burst as one
 from urllib.parse import urlencode
 
 from django.http import JsonResponse
-from django.utils import translation
 
-from . import feed, grouped, preferences, rendering
+from . import feed, grouped
 from .group_titles import group_title
-from .publishing import event_payload, timestamp
-from .views import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, BadParameter, api_view, int_parameter, json_error
-
-
-def _reader(user):
-    """(language, mutes) of the user: their chosen language, else the request's (one query)."""
-    choices = preferences.choices_for(user)
-    return rendering.reader_language(choices.language or translation.get_language()), choices.mutes
-
-
-def _event_item(event, language, mutes):
-    return {**rendering.rendered(event_payload(event), language), "read": event.read, "muted": mutes.matches_event(event)}
+from .publishing import timestamp
+from .views import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    BadParameter,
+    api_view,
+    event_item,
+    int_parameter,
+    json_error,
+    reader,
+)
 
 
 def _page_parameters(request):
@@ -37,7 +35,7 @@ def _next_url(request, limit, before, **extra):
 
 def _group_item(group, language, mutes):
     """A group of one is its event; a larger one is summed up, with its newest member as `latest`."""
-    latest = _event_item(group.latest, language, mutes)
+    latest = event_item(group.latest, language, mutes)
     if group.count == 1:
         return {"type": "event", **latest}
     actor = latest["actor"]
@@ -65,7 +63,7 @@ def grouped_list(request, limit, before):
     if len(groups) > limit:
         groups = groups[:limit]
         next_url = _next_url(request, limit, groups[-1].id, grouped=1)
-    language, mutes = _reader(request.user)
+    language, mutes = reader(request.user)
     return JsonResponse(
         {"results": [_group_item(group, language, mutes) for group in groups], "unread_count": unread, "next": next_url}
     )
@@ -89,12 +87,12 @@ def group_members(request, group_id):
     if len(events) > limit:
         events = events[:limit]
         next_url = _next_url(request, limit, events[-1].pk)
-    language, mutes = _reader(request.user)
+    language, mutes = reader(request.user)
     return JsonResponse(
         {
             "group": group_id,
             "summary": _group_item(group, language, mutes),
-            "results": [_event_item(event, language, mutes) for event in events],
+            "results": [event_item(event, language, mutes) for event in events],
             "next": next_url,
         }
     )

@@ -34,6 +34,26 @@ class Group:
     latest: Event  # its newest member the user sees, with `read` and its actor
 
 
+def _sums(user):
+    """What a group's row sums up of its members the user sees, as aggregates of one statement."""
+    return {
+        "count": Count("pk"),
+        "unread_count": Count("pk", filter=~feed.read_condition(user)),
+        "latest": Max("pk"),
+        "first_at": Min("created_at"),
+        "last_at": Max("created_at"),
+    }
+
+
+def _group(group_id, sums, latest):
+    return Group(group_id, sums["count"], sums["unread_count"], sums["first_at"], sums["last_at"], latest)
+
+
+def _newest_members(user, ids):
+    """The events of these ids, with `read` and actor, by id: one statement."""
+    return {event.pk: event for event in feed.with_read_flag(Event.objects.filter(pk__in=ids), user).select_related("actor")}
+
+
 def page(user, limit, before=None):
     """
     (groups, unread count): up to `limit` + 1 groups of the user's feed with ids below `before`,
@@ -41,7 +61,6 @@ def page(user, limit, before=None):
     """
     newest = before - 1 if before is not None else Event.objects.aggregate(newest=Max("pk"))["newest"] or 0
     unread_total = feed.unread(user).order_by().annotate(one=Value(1)).values("one").annotate(n=Count("pk")).values("n")
-    unread = ~feed.read_condition(user)
     window = feed.FIRST_WINDOW
     while True:
         oldest = max(newest - window, 0)
@@ -56,14 +75,7 @@ def page(user, limit, before=None):
             .annotate(group=bursts.group_key())
             .filter(group__gt=oldest, group__lte=newest)
             .values("group")
-            .annotate(
-                count=Count("pk"),
-                unread_count=Count("pk", filter=unread),
-                latest=Max("pk"),
-                first_at=Min("created_at"),
-                last_at=Max("created_at"),
-                unread_total=Coalesce(Subquery(unread_total), Value(0)),
-            )
+            .annotate(**_sums(user), unread_total=Coalesce(Subquery(unread_total), Value(0)))
             .order_by("-group")[: limit + 1]
         )
         if len(rows) > limit or oldest <= 0:
@@ -71,10 +83,9 @@ def page(user, limit, before=None):
         window *= feed.WINDOW_GROWTH
     if not rows:
         return [], feed.unread_count(user)
-    latest = feed.with_read_flag(Event.objects.filter(pk__in=[row["latest"] for row in rows]), user).select_related("actor")
-    by_id = {event.pk: event for event in latest}
+    by_id = _newest_members(user, [row["latest"] for row in rows])
     groups = [
-        Group(row["group"], row["count"], row["unread_count"], row["first_at"], row["last_at"], by_id[row["latest"]])
+        _group(row["group"], row, by_id[row["latest"]])
         for row in rows
         if row["latest"] in by_id  # deleted in between: left out rather than shown without its event
     ]
@@ -83,18 +94,9 @@ def page(user, limit, before=None):
 
 def summary(user, group_id):
     """The group as the user sees it (a Group), or None when they see none of its events: two statements."""
-    events = feed.events_for(user).filter(bursts.members(group_id))
-    found = events.aggregate(
-        count=Count("pk"),
-        unread_count=Count("pk", filter=~feed.read_condition(user)),
-        latest=Max("pk"),
-        first_at=Min("created_at"),
-        last_at=Max("created_at"),
-    )
-    latest = feed.with_read_flag(Event.objects.filter(pk=found["latest"]), user).select_related("actor").first()
-    if not found["count"] or latest is None:
-        return None
-    return Group(group_id, found["count"], found["unread_count"], found["first_at"], found["last_at"], latest)
+    sums = feed.events_for(user).filter(bursts.members(group_id)).aggregate(**_sums(user))
+    latest = _newest_members(user, [sums["latest"]]).get(sums["latest"]) if sums["count"] else None
+    return None if latest is None else _group(group_id, sums, latest)
 
 
 def members(user, group_id, limit, before=None):

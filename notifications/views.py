@@ -184,6 +184,17 @@ def ws_ticket(request):
     )
 
 
+def reader(user):
+    """(language, mutes) the user reads in: their chosen language, else the request's; one query, whatever a page's length."""
+    choices = preferences.choices_for(user)
+    return rendering.reader_language(choices.language or translation.get_language()), choices.mutes
+
+
+def event_item(event, language, mutes):
+    """An event of a feed (with its `read` annotation) as the API answers it, in `language`."""
+    return {**rendering.rendered(event_payload(event), language), "read": event.read, "muted": mutes.matches_event(event)}
+
+
 @api_view("GET")
 def notification_list(request):
     """
@@ -205,14 +216,10 @@ def notification_list(request):
     if len(page) > limit:
         page = page[:limit]
         next_url = f"{request.path}?{urlencode({'limit': limit, 'before': page[-1].pk})}"
-    choices = preferences.choices_for(request.user)  # one query, whatever the page's length
-    language, mutes = rendering.reader_language(choices.language or translation.get_language()), choices.mutes
+    language, mutes = reader(request.user)
     return JsonResponse(
         {
-            "results": [
-                {**rendering.rendered(event_payload(event), language), "read": event.read, "muted": mutes.matches_event(event)}
-                for event in page
-            ],
+            "results": [event_item(event, language, mutes) for event in page],
             "unread_count": unread,
             "next": next_url,
         }

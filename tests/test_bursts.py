@@ -134,7 +134,7 @@ def _in_thread(work):
     def run():
         try:
             work()
-        except BaseException as error:  # shown by the test that started the thread
+        except Exception as error:  # noqa: BLE001 (shown by the test that started the thread)
             errors.append(error)
         finally:
             connection.close()
@@ -152,7 +152,7 @@ def test_concurrent_transactions_make_groups_of_one_actor_kind_and_model():
     for _round in range(5):
         start = threading.Barrier(4)
 
-        def request(actor, kind):
+        def request(actor, kind, start=start):
             start.wait(timeout=10)
             with transaction.atomic():
                 calls.append(create_object_events([object_event(actor, target, kind=kind) for target in targets]))
