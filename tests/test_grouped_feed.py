@@ -157,20 +157,24 @@ def test_marking_a_group_read_marks_its_members_and_tells_the_sockets():
 
 
 def test_queries_per_page_do_not_grow_with_groups_or_their_sizes():
+    """Two full pages (more items than the limit, within the first window of ids), small groups then large ones."""
     viewer, bob = viewer_and_bob()
+    alice = make_user("alice", superuser=True)
     client = client_for(viewer)
-    get(client, GROUPED)  # the session loaded once
+    page = GROUPED + "&limit=5"
 
     def queries():
         with CaptureQueriesContext(connection) as captured:
-            get(client, GROUPED)
+            assert len(get(client, page)["results"]) == 5
         return len(captured)
 
     log(bob, [make_group() for _ in range(2)])
-    small = queries()
-    log(bob, [make_group() for _ in range(60)])
-    for _ in range(25):
+    for _ in range(6):
         notify(viewer, "single")
+    get(client, page)  # the session loaded once
+    small = queries()
+    log(bob, [make_group() for _ in range(60)])  # the same group, now of 62
+    log(alice, [make_group() for _ in range(200)], DELETION)
     assert queries() == small
 
 

@@ -23,6 +23,7 @@ export const strings = {
   loading: "Loading…",
   loadFailed: "Could not load the notifications of this group.",
   more: "More",
+  markFailed: "Could not mark the notifications of this group as read.",
   /** The title of a group of `count` until the server's arrives: the first event's and a count. */
   pending: (title, count) => `${title} (+${count - 1})`,
   /** What screen readers hear when a burst has grown. */
@@ -159,7 +160,7 @@ export class Bursts {
       if (data && Number.isInteger(data.unread_count)) widget.applyCount(data.unread_count, liveMark);
     } catch (error) {
       if (error.status !== 404) widget.setItemRead(item, false);
-      widget.showMessage("Could not mark the notification as read.");
+      widget.showMessage(strings.markFailed);
     }
   }
 
