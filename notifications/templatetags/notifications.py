@@ -65,6 +65,7 @@ def notifications_widget(context, topics=DEFAULT_TOPICS):
         "unread-url": reverse("notifications:api-unread-count"),
         "read-url": read_url.replace(str(_ID_PLACEHOLDER), "{id}"),
         "read-all-url": reverse("notifications:api-read-all"),
+        "group-url": reverse("notifications:api-group", kwargs={"group_id": _ID_PLACEHOLDER}).replace(str(_ID_PLACEHOLDER), "{id}"),
         "preferences-url": reverse("notifications:api-preferences"),
         "user-id": str(user.pk),
         "csrf-token": _csrf_token(context, request),

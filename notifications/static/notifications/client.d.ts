@@ -69,6 +69,8 @@ export interface NotificationEvent {
   target: { type: string; id: string; repr: string } | null;
   created_at: string;
   data: Record<string, unknown>;
+  /** Admin and model events: the group it belongs to (its first event's id; its own id when alone), see docs/protocol.md "Grouped bursts". */
+  group?: number;
   /** Only on events found by polling the feed. */
   read?: boolean;
   /** On feed entries: whether the user muted what this event is about (see EventDetail.muted). */
