@@ -1,6 +1,7 @@
 """
-The HTTP API with a large events table: how long the list, the unread count and mark-all-read
-take with 100,000 events (admin activity, direct, group and broadcast notifications mixed).
+The HTTP API with a large events table: how long the list (plain and grouped), a group's
+members, the unread count and mark-all-read take with 100,000 events (admin activity in bursts
+of 50, direct, group and broadcast notifications mixed).
 
     .venv/bin/python bench/api_feed.py [--events 100000] [--database sqlite:///tmp/bench-api.sqlite3]
 
@@ -53,6 +54,12 @@ def build(count):
         else:
             events.append(Event(kind=Kind.NOTIFICATION if roll < 0.9 else Kind.ANNOUNCEMENT, title=f"note {n}", actor=actor))
     events = Event.objects.bulk_create(events, batch_size=5000)
+    # The admin's changes come in bursts of up to BURST (bursts.py): each names its first event.
+    changes = [event for event in events if event.kind == Kind.ADMIN_CHANGE]
+    for start in range(0, len(changes), BURST):
+        for event in changes[start + 1 : start + BURST]:
+            event.burst = changes[start].pk
+    Event.objects.bulk_update(changes, ["burst"], batch_size=5000)
     for event in events:
         if event.kind == Kind.NOTIFICATION:
             if random.random() < 0.6:
@@ -65,6 +72,9 @@ def build(count):
     return viewer
 
 
+BURST = 50
+
+
 def timed(client, method, url, runs, **params):
     durations = []
     for _ in range(runs):
@@ -73,6 +83,12 @@ def timed(client, method, url, runs, **params):
         durations.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.content[:500]
     return statistics.median(durations), max(durations), response.json()
+
+
+def newest_group():
+    from notifications.models import Event
+
+    return Event.objects.filter(burst__isnull=False).order_by("-burst").values_list("burst", flat=True).first()
 
 
 def main():
@@ -95,6 +111,9 @@ def main():
     rows = [
         ("list, first page of 20", "get", "/notifications/api/notifications/", {"limit": 20}),
         ("list, a page deep in history", "get", "/notifications/api/notifications/", {"limit": 20, "before": args.events // 2}),
+        ("grouped, first page of 20", "get", "/notifications/api/notifications/", {"limit": 20, "grouped": 1}),
+        ("grouped, a page deep in history", "get", "/notifications/api/notifications/", {"limit": 20, "grouped": 1, "before": args.events // 2}),
+        ("a group's members, 20", "get", f"/notifications/api/groups/{newest_group()}/", {"limit": 20}),
         ("unread count", "get", "/notifications/api/unread-count/", {}),
     ]
     print(f"{'request':<32} {'median ms':>10} {'max ms':>8}")

@@ -421,3 +421,18 @@ def check_digests(app_configs, **kwargs):
             )
         )
     return found
+
+
+@register()
+def check_grouping(app_configs, **kwargs):
+    """NOTIFICATIONS_GROUP_WINDOW is seconds (bursts.py): a number at least 0, or None."""
+    window = app_settings.NOTIFICATIONS_GROUP_WINDOW
+    if window is None or (isinstance(window, (int, float)) and not isinstance(window, bool) and window >= 0):
+        return []
+    return [
+        Error(
+            f"NOTIFICATIONS_GROUP_WINDOW must be a number of seconds (0 or None: no grouping), not {window!r}.",
+            hint="Set it to the seconds within which an actor's events of one kind about one model are one group, e.g. 60.",
+            id="notifications.E040",
+        )
+    ]

@@ -72,6 +72,10 @@ DEFAULTS = {
     # Whether sockets may announce themselves on object topics and see who else has the object
     # open (notifications.presence; the `presence` command and frames of protocol.md).
     "NOTIFICATIONS_PRESENCE": True,
+    # Seconds within which an actor's events of one kind about one model form one group (a
+    # burst: "bob changed 50 orders", notifications.bursts), counted from the group's first event;
+    # None or 0: no grouping, every event is a group of its own.
+    "NOTIFICATIONS_GROUP_WINDOW": 60,
     # ws:// or wss:// URL browsers use to reach the relay; empty: derived from the request host.
     "WSSERVER_PUBLIC_URL": "",
     # Port the derived WSSERVER_PUBLIC_URL points at (runwsserver's default port).

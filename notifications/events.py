@@ -17,6 +17,7 @@ from django.db.models import F, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils.text import Truncator
 
+from . import bursts
 from .models import OBJECT_KINDS, Event, Recipient
 from .outbox import publish_on_commit, withdraw_publication
 from .publishing import object_event_routes
@@ -45,8 +46,8 @@ def _fit_to_columns(event):
 
 def create_object_events(events, source_db=None):
     """
-    Store unsaved object events (admin activity, tracked models) and publish them on commit;
-    the stored events ([] while they wait for `source_db` to commit, see below).
+    Store unsaved object events (admin activity, tracked models), each in its burst (bursts.py),
+    and publish them on commit; the stored events ([] while they wait for `source_db` to commit, see below).
 
     `source_db` is the database the change they describe was written to. When events live in
     another database, they are stored only once that change commits, so a rolled-back change
@@ -64,7 +65,7 @@ def create_object_events(events, source_db=None):
 def _store_object_events(events, database):
     if not events:
         return []
-    events = Event.objects.using(database).bulk_create([_fit_to_columns(event) for event in events])
+    events = bursts.store([_fit_to_columns(event) for event in events], database)
     publish_on_commit([(event, object_event_routes(event)) for event in events], using=database)
     return events
 

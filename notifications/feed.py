@@ -65,10 +65,14 @@ def _receipt(user):
     return Exists(Receipt.objects.filter(user=user, event=OuterRef("pk")))
 
 
+def read_condition(user):
+    """An event is read by `user`: at or under their marker, or with a receipt (one condition, no extra query)."""
+    return Q(pk__lte=_read_through(user)) | Q(_receipt(user))
+
+
 def with_read_flag(events, user):
     """Annotate `read` on each event, in the same query."""
-    read = Q(pk__lte=_read_through(user)) | Q(_receipt(user))
-    return events.annotate(read=Case(When(read, then=Value(True)), default=Value(False)))
+    return events.annotate(read=Case(When(read_condition(user), then=Value(True)), default=Value(False)))
 
 
 def page(user, limit, before=None):

@@ -54,12 +54,21 @@ class Event(models.Model):
     # Where it was published in the Redis stream (notifications.cursors); null while it waits in
     # the outbox, because Redis was unreachable when its transaction committed.
     stream_position = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    # The burst an object event belongs to (notifications.bursts): the id of its first event, null
+    # on that first event itself and on events of no burst, so an event's group is `burst or id`.
+    burst = models.BigIntegerField(null=True, blank=True, editable=False, db_index=True)
 
     class Meta:
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["target_type", "target_id"], name="notif_event_target"),
             models.Index(fields=["id"], condition=models.Q(stream_position__isnull=True), name="notif_event_outbox"),
+            # Where a new object event looks for the burst it joins: the recent first events of bursts.
+            models.Index(
+                fields=["target_type", "kind", "actor", "created_at"],
+                condition=models.Q(burst__isnull=True),
+                name="notif_event_burst_head",
+            ),
         ]
         permissions = [("send_announcement", "Can send announcements")]
 

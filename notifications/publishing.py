@@ -91,6 +91,11 @@ return 1
 )
 
 
+def timestamp(moment):
+    """An instant as payloads write it: UTC, milliseconds, "Z"."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def event_payload(event):
     """The event as clients see it (PROTOCOL.md, `event` frames and the HTTP API)."""
     actor = None
@@ -99,7 +104,6 @@ def event_payload(event):
     target = None
     if event.target_type:
         target = {"type": event.target_type, "id": event.target_id, "repr": event.target_repr}
-    created_at = event.created_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
     payload = {
         "id": event.pk,
         "kind": event.kind,
@@ -108,9 +112,11 @@ def event_payload(event):
         "url": event.url,
         "actor": actor,
         "target": target,
-        "created_at": created_at.replace("+00:00", "Z"),
+        "created_at": timestamp(event.created_at),
         "data": event.data,
     }
+    if event.kind in OBJECT_KINDS:
+        payload["group"] = event.burst or event.pk  # its burst's first event (bursts.py): events of one group share it
     if event.params is not None:
         payload["params"] = event.params  # what rendering.py writes its title and body from, in each reader's language
     return payload

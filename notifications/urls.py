@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import unsubscribe, views
+from . import group_views, unsubscribe, views
 
 app_name = "notifications"
 
@@ -8,6 +8,8 @@ urlpatterns = [
     path("ws-ticket/", views.ws_ticket, name="ws-ticket"),
     path("api/notifications/", views.notification_list, name="api-notifications"),
     path("api/notifications/<int:event_id>/read/", views.mark_read, name="api-read"),
+    path("api/groups/<int:group_id>/", group_views.group_members, name="api-group"),
+    path("api/groups/<int:group_id>/read/", group_views.mark_group_read, name="api-group-read"),
     path("api/unread-count/", views.unread_count, name="api-unread-count"),
     path("api/read-all/", views.mark_all_read, name="api-read-all"),
     path("api/preferences/", views.preferences_view, name="api-preferences"),

@@ -184,27 +184,42 @@ def ws_ticket(request):
     )
 
 
+def reader(user):
+    """(language, mutes) the user reads in: their chosen language, else the request's; one query, whatever a page's length."""
+    choices = preferences.choices_for(user)
+    return rendering.reader_language(choices.language or translation.get_language()), choices.mutes
+
+
+def event_item(event, language, mutes):
+    """An event of a feed (with its `read` annotation) as the API answers it, in `language`."""
+    return {**rendering.rendered(event_payload(event), language), "read": event.read, "muted": mutes.matches_event(event)}
+
+
 @api_view("GET")
 def notification_list(request):
-    """Newest first, `limit` at a time, older than the event `before` for the next page."""
+    """
+    Newest first, `limit` at a time, older than the event `before` for the next page; with
+    `grouped=1`, each burst as one item (group_views.py), `before` then being a group id.
+    """
     try:
         limit = int_parameter(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
         before = int_parameter(request, "before", None, 1)
+        grouped = int_parameter(request, "grouped", 0, 0, 1)
     except BadParameter as error:
         return json_error(400, "bad_request", str(error))
+    if grouped:
+        from .group_views import grouped_list  # it builds on this module's helpers
+
+        return grouped_list(request, limit, before)
     page, unread = feed.page(request.user, limit, before)
     next_url = None
     if len(page) > limit:
         page = page[:limit]
         next_url = f"{request.path}?{urlencode({'limit': limit, 'before': page[-1].pk})}"
-    choices = preferences.choices_for(request.user)  # one query, whatever the page's length
-    language, mutes = rendering.reader_language(choices.language or translation.get_language()), choices.mutes
+    language, mutes = reader(request.user)
     return JsonResponse(
         {
-            "results": [
-                {**rendering.rendered(event_payload(event), language), "read": event.read, "muted": mutes.matches_event(event)}
-                for event in page
-            ],
+            "results": [event_item(event, language, mutes) for event in page],
             "unread_count": unread,
             "next": next_url,
         }

@@ -75,6 +75,7 @@ def test_seeddemo_creates_the_demo_users_idempotently(settings):
         call_command("seeddemo", stdout=output)
         assert "alice" in output.getvalue()
         users = {user.username: user for user in User.objects.filter(username__in=["admin", "alice", "bob"])}
+        assert f"Presence: open /admin/auth/user/{users['bob'].pk}/change/ as admin in one browser and as alice" in output.getvalue()
         assert sorted(users) == ["admin", "alice", "bob"]
         assert User.objects.count() == 3
         assert Group.objects.filter(name="Support").count() == 1

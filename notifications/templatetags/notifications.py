@@ -12,7 +12,8 @@ under a Content-Security-Policy without 'unsafe-inline'. Anonymous visitors get 
     {% notifications_widget topics="model:shop.order" %}
 
 On a Django admin change form (the context has `change`, `original` and `opts`), the widget
-also follows that object's topic and shows a banner when someone else changes or deletes it.
+also follows that object's topic, shows a banner when someone else changes or deletes it, and
+says who else has it open (presence-view.js).
 """
 
 import json
@@ -70,6 +71,7 @@ def notifications_widget(context, topics=DEFAULT_TOPICS):
         "unread-url": reverse("notifications:api-unread-count"),
         "read-url": read_url.replace(str(_ID_PLACEHOLDER), "{id}"),
         "read-all-url": reverse("notifications:api-read-all"),
+        "group-url": reverse("notifications:api-group", kwargs={"group_id": _ID_PLACEHOLDER}).replace(str(_ID_PLACEHOLDER), "{id}"),
         "preferences-url": reverse("notifications:api-preferences"),
         "user-id": str(user.pk),
         "csrf-token": _csrf_token(context, request),

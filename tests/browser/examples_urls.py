@@ -1,6 +1,6 @@
 """
 The demo site's URLs plus /examples/: the pages that run docs/examples (the headless client's
-plain JavaScript and React examples) and React 18 from tests/browser/node_modules. Served by
+plain JavaScript, presence and React examples) and React 18 from tests/browser/node_modules. Served by
 the site itself, so that the pages are of its origin and address (Chromium refuses a socket to
 127.0.0.1 from a page Playwright made up) and the examples' fetches carry its cookie.
 """
@@ -8,6 +8,7 @@ the site itself, so that the pages are of its origin and address (Chromium refus
 from pathlib import Path
 
 from django.http import Http404, HttpResponse
+from django.utils.html import escape
 from django.urls import path, re_path
 from django.views.static import serve
 
@@ -33,6 +34,12 @@ PAGES = {
 <script type="importmap">{"imports": {"react": "/examples/vendor/react.mjs", "react-dom/client": "/examples/vendor/react-dom-client.mjs"}}</script>
 </head><body><div id="app"></div>
 <script type="module" src="/examples/react-bell.js"></script></body></html>""",
+    # {topic}: the page's ?topic=, the object it shows.
+    "presence": """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Who else is here</title></head>
+<body data-topic="{topic}"><main><p id="others"></p>
+<form><label>Note <input name="note"></label></form></main>
+<script type="module" src="/examples/presence.js"></script></body></html>""",
 }
 # Modules under the names the examples import, over the UMD builds' globals.
 MODULES = {
@@ -46,7 +53,7 @@ SCRIPTS = {"react": REACT, "react-dom": REACT_DOM}
 def page(request, name):
     if name not in PAGES:
         raise Http404(name)
-    return HttpResponse(PAGES[name])
+    return HttpResponse(PAGES[name].replace("{topic}", escape(request.GET.get("topic", ""))))
 
 
 def module(request, name):

@@ -35,7 +35,7 @@ def open_example(browsers_on, site, user, name):
 
 def test_the_guide_shows_the_examples_that_the_tests_run():
     guide = GUIDE.read_text()
-    for name in ("plain.js", "use-notifications.js", "react-bell.js"):
+    for name in ("plain.js", "presence.js", "use-notifications.js", "react-bell.js"):
         assert (EXAMPLES / name).read_text().strip() in guide, f"docs/client.md does not show docs/examples/{name} as it is"
 
 

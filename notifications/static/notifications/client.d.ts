@@ -69,6 +69,8 @@ export interface NotificationEvent {
   target: { type: string; id: string; repr: string } | null;
   created_at: string;
   data: Record<string, unknown>;
+  /** Admin and model events: the group it belongs to (its first event's id; its own id when alone), see docs/protocol.md "Grouped bursts". */
+  group?: number;
   /** Only on events found by polling the feed. */
   read?: boolean;
   /** On feed entries: whether the user muted what this event is about (see EventDetail.muted). */
@@ -151,6 +153,22 @@ export interface SubscriptionResult {
   errors: { code: string; message: string }[];
 }
 
+/** What a tab says of an object it shows: its user looks at it, or changes it. */
+export type PresenceState = "viewing" | "editing";
+
+/** Someone who has an object open (one per user, however many tabs and devices: "editing" if any edits). */
+export interface PresentUser {
+  id: number | string;
+  username: string;
+  state: PresenceState;
+}
+
+/** Who has the object of `topic` open now, the user themselves included; sorted by username. */
+export interface PresenceDetail {
+  topic: string;
+  users: PresentUser[];
+}
+
 export interface ClientEventMap {
   state: StateDetail;
   event: EventDetail;
@@ -161,6 +179,11 @@ export interface ClientEventMap {
   resync: Record<string, never>;
   /** The user changed their preferences (in any tab or on any device): they apply from now on. */
   preferences: { preferences: Preferences };
+  /**
+   * For a topic this tab announced itself on: who is there, after each change the relay tells
+   * (and `users: []` when the connection drops: nobody is known until the next one's snapshot).
+   */
+  presence: PresenceDetail;
   welcome: { user: { id: number | string; username: string } | null; topics: string[] };
   subscribed: SubscriptionFrame;
   unsubscribed: SubscriptionFrame;
@@ -183,6 +206,12 @@ export class NotificationsClient extends EventTarget {
   retry(): void;
   subscribe(topics: string[] | string): Promise<SubscriptionResult>;
   unsubscribe(topics: string[] | string): Promise<SubscriptionResult>;
+  /**
+   * This tab shows the object of `topic` (an object: topic it subscribed to; else a TypeError):
+   * "viewing", "editing", or null when it is gone. The browser's tabs are announced together
+   * (editing wins), again after every reconnection; `presence` events follow.
+   */
+  announce(topic: string, state: PresenceState | null): void;
   /** Listen to one kind of event; returns the function that stops listening. */
   on<K extends keyof ClientEventMap>(type: K, listener: (detail: ClientEventMap[K]) => void): () => void;
   addEventListener<K extends keyof ClientEventMap>(type: K, listener: (event: CustomEvent<ClientEventMap[K]>) => void, options?: boolean | AddEventListenerOptions): void;

@@ -20,20 +20,26 @@
  *   state over HTTP) instead of replaying what happened since some earlier visit.
  * - Where WebSockets are blocked it polls the HTTP API (state "polling") and returns to the
  *   socket as soon as it opens (connection.js, poller.js).
+ * - Presence: `announce(topic, "viewing" | "editing" | null)` on an object topic the tab follows;
+ *   the leader announces what the browser's tabs say together (editing wins; gone once no tab is
+ *   there), again after every (re)connection, and each tab that announced itself gets `presence`
+ *   events: who has that object open (presence.js).
  *
  * Everything arrives as DOM events on the client (an EventTarget; `on()` is a shorthand): state,
- * event, read, unread, resync, preferences, welcome, subscribed, unsubscribed, error, leader.
+ * event, read, unread, resync, preferences, presence, welcome, subscribed, unsubscribed, error,
+ * leader.
  */
 
 import { BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoffDelay } from "./backoff.js";
 import { HttpError, requestJson } from "./http.js";
 import { applyCommand, Leader, toMember, wants } from "./leader.js";
+import { applyPresenceFrame, PRESENCE_STATES, presenceUsers } from "./presence.js";
 import { canShare, TabGroup } from "./tabs.js";
 
 export { BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoffDelay, HttpError };
 
 export const STATES = ["disconnected", "connecting", "connected", "reconnecting", "polling", "offline"];
-export const EVENT_TYPES = ["state", "event", "read", "unread", "resync", "preferences", "welcome", "subscribed", "unsubscribed", "error", "leader"];
+export const EVENT_TYPES = ["state", "event", "read", "unread", "resync", "preferences", "presence", "welcome", "subscribed", "unsubscribed", "error", "leader"];
 
 const DEFAULTS = {
   topics: [],
@@ -115,6 +121,8 @@ export class NotificationsClient extends EventTarget {
     this.topicCounts = new Map(); // topic → how many subscribe() calls want it
     for (const topic of topicList(this.options.topics, "NotificationsClient")) this.topicCounts.set(topic, 1);
     this.seen = new Set();
+    this.announced = new Map(); // object topic → "viewing" | "editing": this tab's presence
+    this.presences = new Map(); // topic → Map(socket key → {user, state}): who is there, per the relay
     this.pending = new Map(); // ref → {resolve, command, topics}
     this.nextRef = 1;
     this.leader = null;
@@ -205,7 +213,27 @@ export class NotificationsClient extends EventTarget {
       else if (this.topicCounts.delete(topic)) gone.push(topic);
     }
     if (!gone.length) return Promise.resolve({ topics: [], errors: [] });
+    gone.forEach((topic) => this.announced.delete(topic)); // the relay drops the entry with the topic
     return this.command("unsubscribe", gone);
+  }
+
+  /**
+   * Say that this tab shows the object of `topic` ("viewing"), that its user changes it
+   * ("editing"), or that it is gone from it (null). The topic is an object: topic this tab
+   * subscribed to. From then on, `presence` events tell who has the object open (the user's own
+   * entries included: leave out `user.id` to show who else is there).
+   */
+  announce(topic, state) {
+    if (typeof topic !== "string" || !topic.startsWith("object:") || !this.topicCounts.has(topic)) {
+      throw new TypeError(`announce(): ${JSON.stringify(topic)} is not an object: topic this tab subscribed to; subscribe() to it first.`);
+    }
+    if (state !== null && !PRESENCE_STATES.includes(state)) {
+      throw new TypeError(`announce(): state must be "viewing", "editing" or null (gone), not ${JSON.stringify(state)}.`);
+    }
+    if ((this.announced.get(topic) || null) === state) return;
+    if (state === null) this.announced.delete(topic);
+    else this.announced.set(topic, state);
+    if (this.started) this.sendCommand({ command: "presence", topic, state });
   }
 
   topicSet() {
@@ -243,7 +271,7 @@ export class NotificationsClient extends EventTarget {
   /** What the leader needs to know about this tab: the topics it follows and whether it is focused. */
   tabInfo() {
     const focused = typeof document !== "undefined" && !document.hidden && document.hasFocus();
-    return { tab: this.tabId, topics: [...this.topicSet()], focused, since: this.focusSince };
+    return { tab: this.tabId, topics: [...this.topicSet()], presence: Object.fromEntries(this.announced), focused, since: this.focusSince };
   }
 
   introduce() {
@@ -394,14 +422,29 @@ export class NotificationsClient extends EventTarget {
         if (this.eventsSinceWelcome === 0 && this.welcomeCursor) this.cursor = this.welcomeCursor;
         this.emit("resync", {});
         break;
-      case "subscribed":
+      case "presence_state":
+      case "presence_diff":
+        if (typeof frame.topic !== "string") return;
+        this.presences.set(frame.topic, applyPresenceFrame(this.presences.get(frame.topic), frame));
+        this.emitPresence(frame.topic);
+        break;
       case "unsubscribed":
+        // The relay drops presence with the topic (a revoked permission, too): nobody is known there.
+        if (Array.isArray(frame.topics)) frame.topics.forEach((topic) => this.presences.delete(topic) && this.emitPresence(topic));
+        this.emit(frame.type, frame);
+        break;
+      case "subscribed":
       case "error":
         this.emit(frame.type, frame);
         break;
       default:
         break;
     }
+  }
+
+  /** Who has the object of `topic` open, for a tab that announced itself there. */
+  emitPresence(topic) {
+    if (this.announced.has(topic)) this.emit("presence", { topic, users: presenceUsers(this.presences.get(topic)) });
   }
 
   remember(key) {
@@ -414,5 +457,12 @@ export class NotificationsClient extends EventTarget {
     const previous = this.state;
     this.state = state;
     this.emit("state", { ...detail, state, previous });
+    if (state !== "connected") {
+      // Presence is not replayed: without a socket, who is there is unknown until the next
+      // connection announces again and gets a new snapshot.
+      const known = [...this.presences.keys()];
+      this.presences.clear();
+      known.forEach((topic) => this.emitPresence(topic));
+    }
   }
 }

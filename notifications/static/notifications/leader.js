@@ -8,29 +8,54 @@
  * {kind: "reply"}; it handles the others' {kind: "tab"} (topics and focus), {kind: "command"}
  * and {kind: "bye"} (client.js). The followers record those too (client.members), so the tab that
  * takes over starts with every tab's topics and subscribes to them before it resumes.
+ *
+ * Presence: the socket announces, per object topic, what the tabs say together (mergedPresence:
+ * editing wins, null once no tab is there), right after its subscription on every welcome (the
+ * relay keeps no presence across sockets). A tab that starts announcing itself on a topic gets
+ * the snapshot this tab holds ({kind: "frame"}, a `presence_state`): the relay sends one only
+ * to a socket's first announcement there. An announcement refused as `rate_limited` is made
+ * again a second later.
  */
 
 import { Connection } from "./connection.js";
+import { mergedPresence, PRESENCE_STATES } from "./presence.js";
+
+const PRESENCE_RETRY_MS = 1100; // the relay allows one announcement a second after a burst
 
 /** Whether a tab following `topics` wants a frame on `topic` (model:* covers every model). */
 export function wants(topics, topic) {
   return topic === "inbox" || topics.has(topic) || (topic.startsWith("model:") && topics.has("model:*"));
 }
 
-/** A tab as it introduced itself ({kind: "tab"}): its topics and focus. */
+/** A tab as it introduced itself ({kind: "tab"}): its topics, presence and focus. */
 export function toMember(info) {
-  return { topics: new Set(info.topics), focused: Boolean(info.focused), since: Number(info.since) || 0 };
+  const presence = new Map(Object.entries(info.presence || {}).filter(([, state]) => PRESENCE_STATES.includes(state)));
+  return { topics: new Set(info.topics), presence, focused: Boolean(info.focused), since: Number(info.since) || 0 };
 }
 
 /**
- * Record a tab's subscribe or unsubscribe in `members`. Every tab does, not only the leader: the
- * tab that takes over next must know the topics of all the others before its socket resumes.
+ * Record a tab's subscribe, unsubscribe or presence in `members`. Every tab does, not only the
+ * leader: the tab that takes over next must know the topics and presence of all the others
+ * before its socket resumes.
  */
-export function applyCommand(members, { tab, command, topics }) {
-  if (!Array.isArray(topics) || (command !== "subscribe" && command !== "unsubscribe")) return;
-  if (!members.has(tab)) members.set(tab, { topics: new Set(), focused: false, since: 0 });
+export function applyCommand(members, { tab, command, topics, topic, state }) {
+  const presence = command === "presence" && typeof topic === "string" && (state === null || PRESENCE_STATES.includes(state));
+  if (!presence && (!Array.isArray(topics) || (command !== "subscribe" && command !== "unsubscribe"))) return;
+  if (!members.has(tab)) members.set(tab, toMember({ topics: [] }));
   const member = members.get(tab);
-  topics.forEach((topic) => (command === "subscribe" ? member.topics.add(topic) : member.topics.delete(topic)));
+  if (presence) {
+    if (state === null) member.presence.delete(topic);
+    else member.presence.set(topic, state);
+    return;
+  }
+  topics.forEach((name) => {
+    if (command === "subscribe") {
+      member.topics.add(name);
+    } else {
+      member.topics.delete(name);
+      member.presence.delete(name);
+    }
+  });
 }
 
 export class Leader {
@@ -49,6 +74,9 @@ export class Leader {
     this.nextRef = 1;
     this.stopping = false;
     this.welcomeRef = null; // the subscription sent on the last welcome
+    this.announced = new Map(); // topic → the state the current socket announced there
+    this.announcing = new Map(); // ref of a presence sent → {topic, state, previous}
+    this.presenceRetry = null;
     this.connection = new Connection(options, {
       frame: (frame) => this.onFrame(frame),
       state: (state, detail) => this.onState(state, detail),
@@ -66,6 +94,7 @@ export class Leader {
   /** Close the socket; the tab is leaving, and the next leader tells the others its state. */
   stop() {
     this.stopping = true;
+    clearTimeout(this.presenceRetry);
     this.connection.stop();
   }
 
@@ -78,8 +107,10 @@ export class Leader {
   /** A tab (re)introduced itself: its topics and focus. It learns the current state in return. */
   onTab(info) {
     const known = this.members.get(info.tab);
-    this.members.set(info.tab, toMember(info));
+    const member = toMember(info);
+    this.members.set(info.tab, member);
     this.followMissing();
+    this.syncPresence([...member.presence.keys()].filter((topic) => !(known && known.presence.has(topic))));
     if (!known) this.post({ kind: "state", state: this.connection.state, detail: {}, cursor: this.client.cursor, user: this.client.user });
   }
 
@@ -93,12 +124,23 @@ export class Leader {
 
   onBye(tab) {
     this.members.delete(tab);
+    this.syncPresence();
   }
 
-  /** {tab, command: "subscribe" | "unsubscribe" | "retry", topics, ref} from a tab, this one included. */
-  onCommand({ tab, command, topics, ref }) {
+  /**
+   * {tab, command: "subscribe" | "unsubscribe" | "retry", topics, ref} or {tab, command:
+   * "presence", topic, state} from a tab, this one included.
+   */
+  onCommand(message) {
+    const { tab, command, topics, ref } = message;
     if (command === "retry") {
       this.connection.retryNow();
+      return;
+    }
+    if (command === "presence") {
+      const before = this.members.has(tab) && this.members.get(tab).presence.has(message.topic);
+      applyCommand(this.members, message);
+      this.syncPresence(!before && message.state !== null ? [message.topic] : []);
       return;
     }
     if (!Array.isArray(topics)) return;
@@ -111,7 +153,47 @@ export class Leader {
       const unwanted = topics.filter((topic) => ![...this.members.values()].some((other) => other.topics.has(topic)));
       if (unwanted.length && this.connection.isOpen()) this.request("unsubscribe", unwanted, [waiter]);
       else this.reply(waiter, { topics, errors: [] }); // another tab still follows them, or no socket
+      this.syncPresence();
     }
+  }
+
+  /**
+   * Announce on the socket what the tabs now say together, where it differs from what it
+   * announced. `joined`: topics a tab has just announced itself on, which get the snapshot this
+   * tab holds (none yet if the socket is only now announcing there: the relay's follows).
+   */
+  syncPresence(joined = []) {
+    joined.forEach((topic) => {
+      if (!this.announced.has(topic)) this.client.presences.delete(topic);
+      const frame = { type: "presence_state", topic, presences: Object.fromEntries(this.client.presences.get(topic) || []) };
+      this.client.receive(frame);
+      this.post({ kind: "frame", frame });
+    });
+    if (!this.connection.isOpen()) return; // the next welcome announces
+    const wanted = mergedPresence(this.members);
+    new Set([...wanted.keys(), ...this.announced.keys()]).forEach((topic) => {
+      const state = wanted.get(topic) || null;
+      const previous = this.announced.get(topic) || null;
+      if (state === previous) return;
+      if (state === null) this.announced.delete(topic);
+      else this.announced.set(topic, state);
+      const ref = `presence-${this.nextRef++}`;
+      this.announcing.set(ref, { topic, state, previous });
+      this.connection.send({ type: "presence", topic, state, ref });
+    });
+  }
+
+  /** The relay answered a presence command: refused for its rate, it is made again shortly. */
+  onAnnounced(frame) {
+    const sent = this.announcing.get(frame.ref);
+    this.announcing.delete(frame.ref);
+    if (frame.type !== "error" || frame.code !== "rate_limited") return;
+    if ((this.announced.get(sent.topic) || null) === sent.state) {
+      if (sent.previous === null) this.announced.delete(sent.topic);
+      else this.announced.set(sent.topic, sent.previous);
+    }
+    clearTimeout(this.presenceRetry);
+    this.presenceRetry = setTimeout(() => this.syncPresence(), PRESENCE_RETRY_MS);
   }
 
   /**
@@ -121,7 +203,14 @@ export class Leader {
    * connection's own ping after `resume` closes it (complete()).
    */
   request(type, topics, waiters, { ping = true } = {}) {
-    topics.forEach((topic) => (type === "subscribe" ? this.followed.add(topic) : this.followed.delete(topic)));
+    topics.forEach((topic) => {
+      if (type === "subscribe") {
+        this.followed.add(topic);
+      } else {
+        this.followed.delete(topic);
+        this.announced.delete(topic); // the relay drops the socket's presence with the topic
+      }
+    });
     const ref = `${type}-${this.nextRef++}`;
     this.routes.set(ref, { waiters, topics: new Set(), errors: [] });
     this.connection.send({ type, topics, ref });
@@ -149,6 +238,8 @@ export class Leader {
   onFrame(frame) {
     if (frame.type === "welcome") {
       this.followed = new Set();
+      this.announced = new Map();
+      this.announcing.clear();
       const topics = new Set();
       this.members.forEach((member) => member.topics.forEach((topic) => topic !== "inbox" && topics.add(topic)));
       // Requests the last socket took with it are answered by this one's subscription.
@@ -157,7 +248,11 @@ export class Leader {
       this.routes.clear();
       if (topics.size) this.welcomeRef = this.request("subscribe", [...topics], waiters, { ping: false });
       else waiters.forEach((waiter) => this.reply(waiter, { topics: [], errors: [] }));
+      this.syncPresence(); // after the subscription, before resume: presence commands do not start live delivery
     }
+    if (this.announcing.has(frame.ref)) this.onAnnounced(frame);
+    // The relay drops a socket's presence on the topics it no longer follows.
+    if (frame.type === "unsubscribed" && Array.isArray(frame.topics)) frame.topics.forEach((topic) => this.announced.delete(topic));
     const route = typeof frame.ref === "string" ? this.routes.get(frame.ref) : undefined;
     if (route) {
       if (frame.type === "pong") {

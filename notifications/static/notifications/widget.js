@@ -1,7 +1,7 @@
 /**
  * The notifications widget: a bell with an unread badge, a dropdown of recent notifications,
  * live toasts, the connection state and, on a Django admin change form, a banner when someone
- * else changes the object on the page.
+ * else changes the object on the page and a line saying who else has it open (presence-view.js).
  *
  * A static ES module with no build step and nothing inline: each `[data-ntf-widget]` element
  * rendered by `{% notifications_widget %}` carries its configuration in data-* attributes.
@@ -21,10 +21,15 @@
  * opens the panel that edits them (preferences-panel.js), and each item offers to mute what it
  * is about (mute-menu.js).
  *
+ * A burst (one actor's events of one kind about one model, the events' `group`) is one list
+ * item and one toast (bursts.js): the list is loaded grouped, and later events of a group update
+ * its item and its toast instead of adding their own.
+ *
  * Event text is untrusted: it only ever reaches the page through textContent, and only
  * relative or http(s) URLs become links.
  */
 
+import { Bursts, listEntry } from "./bursts.js";
 import { backoffDelay, NotificationsClient } from "./client.js";
 import { DeviceControl, pushConfig } from "./device-control.js";
 import { el } from "./dom.js";
@@ -33,6 +38,7 @@ import { gettext as _, language, ngettext, relativeTime } from "./i18n.js";
 import { muteMenu } from "./mute-menu.js";
 import { PreferencesPanel } from "./preferences-panel.js";
 import { preferencesFor } from "./preferences.js";
+import { showPresence } from "./presence-view.js";
 
 export { backoffDelay };
 
@@ -177,6 +183,7 @@ const toaster = {
     const toast = el("div", "ntf-toast");
     toast.dataset.ntfToast = "";
     toast.dataset.eventId = String(event.id);
+    if (Number.isInteger(event.group)) toast.dataset.group = String(event.group); // later events of its group update it (bursts.js)
     const text = el("div", "ntf-toast-text");
     text.append(el("strong", "ntf-toast-title", event.title));
     if (event.body) text.append(el("span", "ntf-toast-body", event.body));
@@ -214,6 +221,11 @@ const toaster = {
   },
 };
 
+/** Where the banner goes (and beside it the presence line): the top of the page's content. */
+function bannerSlot() {
+  return document.querySelector("[data-ntf-banner-slot]") || document.getElementById("content") || document.querySelector("main") || document.body;
+}
+
 const banner = {
   element: null,
 
@@ -223,8 +235,7 @@ const banner = {
       this.element = el("div", "ntf-banner");
       this.element.dataset.ntfBanner = "";
       this.element.setAttribute("role", "alert");
-      const slot = document.querySelector("[data-ntf-banner-slot]") || document.getElementById("content") || document.querySelector("main") || document.body;
-      slot.prepend(this.element);
+      bannerSlot().prepend(this.element);
     }
     const node = this.element;
     node.replaceChildren();
@@ -261,6 +272,7 @@ class Widget {
       listUrl: data.listUrl,
       readUrl: data.readUrl,
       readAllUrl: data.readAllUrl,
+      groupUrl: data.groupUrl || "",
       unreadUrl: data.unreadUrl,
       userId: data.userId,
       csrfToken: data.csrfToken || "",
@@ -305,6 +317,7 @@ class Widget {
     // mutes); it just cannot show or change them.
     this.preferences = preferencesFor(this.config.preferencesUrl, this.config.csrfToken);
     this.preferencesPanel = null; // made when first opened
+    this.bursts = new Bursts(this, { safeUrl, timeElement }); // a group's events as one item and one toast
     this.preferencesButton.hidden = !this.config.preferencesUrl;
     this.bindUi();
     this.renderBadge();
@@ -338,6 +351,8 @@ class Widget {
     const topics = [...this.config.topics];
     if (this.config.objectTopic) topics.push(this.config.objectTopic);
     if (topics.length) client.subscribe(topics);
+    // On a change form: who else has the object open, and this page announced there.
+    if (this.config.objectTopic) showPresence(client, { topic: this.config.objectTopic, userId: this.config.userId, slot: bannerSlot() });
     client.connect();
     this.onClientState(client.state);
   }
@@ -373,13 +388,13 @@ class Widget {
     const listed = muted ? { ...event, muted: true } : event;
     this.liveLog.push([++this.liveSequence, listed]);
     if (this.liveLog.length > LIVE_LOG_SIZE) this.liveLog.shift();
-    this.addItem(listed, false, true);
+    if (!this.bursts.join(listed)) this.addItem(listed, false, true);
     if (event.id > this.countedThrough) this.setUnread(this.unread + 1);
     const open = () => this.markRead(event.id, { keepalive: true });
     // One tab of the browser shows each event (the client says which), unless the user muted
     // it or turned live toasts off: then it is listed and counted, nothing more.
     const quiet = muted || !this.preferences.toasts;
-    if (present && !quiet && toaster.show(event, open)) {
+    if (present && !quiet && !this.bursts.updateToast(event) && toaster.show(event, open)) {
       this.announce(event);
       if (onDesktop) {
         desktop.show(event, () => {
@@ -394,7 +409,11 @@ class Widget {
 
   /** Notifications marked read anywhere (this tab, another, another device): list and badge follow. */
   onRead({ ids, up_to: upTo, unread_count: count, latest }) {
-    for (const item of this.items.values()) {
+    for (const item of [...this.items.values()]) {
+      if (item.event.type === "group") {
+        this.bursts.onRead(item, ids, upTo);
+        continue;
+      }
       const covered = ids ? ids.includes(item.event.id) : upTo !== null && item.event.id <= upTo;
       if (covered && !item.read) this.setItemRead(item, true);
     }
@@ -443,13 +462,14 @@ class Widget {
     const liveMark = this.liveSequence;
     let data;
     try {
-      data = await this.request(this.listUrl({ limit: PAGE_SIZE }));
+      // Grouped (bursts.js) when the page says where a group's members are.
+      data = await this.request(this.listUrl(this.config.groupUrl ? { limit: PAGE_SIZE, grouped: 1 } : { limit: PAGE_SIZE }));
     } catch (error) {
       if (generation === this.loadGeneration) this.showMessage(_("Could not load notifications."));
       return;
     }
     if (generation !== this.loadGeneration || !data || !Array.isArray(data.results)) return;
-    const results = data.results.filter(isEvent);
+    const results = data.results.map(listEntry).filter(isEvent);
     const known = new Set(results.map((event) => event.id));
     const newest = results.reduce((max, event) => Math.max(max, event.id), 0);
     // Live events that arrived while the request ran and are newer than what it saw.
@@ -481,8 +501,9 @@ class Widget {
       return;
     }
     if (!data || !Array.isArray(data.results)) return;
-    const first = data.results.find((event) => isEvent(event) && !this.items.has(event.id));
-    for (const event of data.results.filter(isEvent)) {
+    const results = data.results.map(listEntry).filter(isEvent);
+    const first = results.find((event) => !this.items.has(event.id));
+    for (const event of results) {
       if (this.items.has(event.id)) continue;
       this.seen.add(event.id);
       this.addItem(event, Boolean(event.read), false);
@@ -521,6 +542,7 @@ class Widget {
 
   async markRead(id, { keepalive = false } = {}) {
     const item = this.items.get(id);
+    if (item && item.event.type === "group") return this.bursts.markRead(item, { keepalive });
     if (item && item.read) return;
     if (item) this.setItemRead(item, true);
     const liveMark = this.liveSequence;
@@ -580,14 +602,15 @@ class Widget {
     if (event.actor && event.actor.username) meta.append(document.createTextNode(` · ${event.actor.username}`));
     if (event.muted) meta.append(document.createTextNode(" · "), el("span", "ntf-item-muted", _("muted")));
     main.append(meta);
-    main.addEventListener("click", () => this.markRead(event.id, { keepalive: Boolean(href) }));
+    // The item's event at click time: a group's item stands for its newest member (bursts.js).
+    main.addEventListener("click", () => this.markRead(item.event.id, { keepalive: Boolean(href) }));
     const readButton = el("button", "ntf-item-read");
     readButton.type = "button";
     readButton.setAttribute("aria-label", _("Mark as read"));
     readButton.title = _("Mark as read");
     readButton.append(el("span", "ntf-item-read-dot"));
     readButton.addEventListener("click", () => {
-      this.markRead(event.id);
+      this.markRead(item.event.id);
       main.focus(); // the button disappears with the unread state: keep the focus on the item
     });
     node.append(main);
@@ -601,6 +624,7 @@ class Widget {
     const item = { event, read, node, status, readButton };
     this.items.set(event.id, item);
     this.setItemRead(item, read);
+    this.bursts.added(item);
     if (atTop) this.list.prepend(node);
     else this.list.append(node);
     if (atTop) this.renderList();

@@ -1,9 +1,13 @@
-"""`python manage.py seeddemo`: create (or reset) the demo users and print their credentials."""
+"""
+`python manage.py seeddemo`: create (or reset) the demo users and print their credentials, and
+where two of them see each other on the same object (presence on the admin's change form).
+"""
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 DEMO_USERS = [
     # username, password, is_superuser, is_staff, in group Support, what they can do
@@ -31,3 +35,8 @@ class Command(BaseCommand):
         self.stdout.write("Demo users (username / password):")
         for username, password, *_, role in DEMO_USERS:
             self.stdout.write(f"  {username:<6} / {password:<14} {role}")
+        bob = User.objects.get(username="bob")
+        self.stdout.write(
+            f"Presence: open {reverse('admin:auth_user_change', args=[bob.pk])} as admin in one browser and as alice in "
+            "another: each sees the other there, and alice sees admin editing once he changes a field."
+        )
