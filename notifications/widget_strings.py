@@ -86,6 +86,13 @@ MESSAGES = [
     gettext_noop("Mute notifications about every %(model)s"),
     gettext_noop("Mute options: %(title)s"),
     gettext_noop("Mute options"),
+    # bursts.js
+    gettext_noop("Notifications of this group"),
+    gettext_noop("Could not load the notifications of this group."),
+    gettext_noop("More"),
+    gettext_noop("Could not mark the notifications of this group as read."),
+    gettext_noop("%(title)s (+%(more)s)"),
+    gettext_noop("Updated notification: %(title)s"),
     # device-control.js, push.js, http.js
     gettext_noop("This device"),
     gettext_noop("Notify me on this device"),

@@ -17,17 +17,18 @@
 
 import { button, el, uniqueId } from "./dom.js";
 import { requestJson } from "./http.js";
+import { gettext as _ } from "./i18n.js";
 
 export const strings = {
-  members: "Notifications of this group",
-  loading: "Loading…",
-  loadFailed: "Could not load the notifications of this group.",
-  more: "More",
-  markFailed: "Could not mark the notifications of this group as read.",
+  members: _("Notifications of this group"),
+  loading: _("Loading…"),
+  loadFailed: _("Could not load the notifications of this group."),
+  more: _("More"),
+  markFailed: _("Could not mark the notifications of this group as read."),
   /** The title of a group of `count` until the server's arrives: the first event's and a count. */
-  pending: (title, count) => `${title} (+${count - 1})`,
+  pending: (title, count) => _("%(title)s (+%(more)s)", { title, more: count - 1 }),
   /** What screen readers hear when a burst has grown. */
-  grown: (title) => `Updated notification: ${title}`,
+  grown: (title) => _("Updated notification: %(title)s", { title }),
 };
 
 const REFRESH_AFTER_MS = 400; // a burst's title is asked for once it pauses this long...
