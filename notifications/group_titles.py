@@ -28,13 +28,12 @@ def _title(kind, values, count):
         return ngettext("%(actor)s changed %(count)d %(model)s", "%(actor)s changed %(count)d %(models)s", count) % values
     if kind == Kind.ADMIN_DELETION:
         return ngettext("%(actor)s deleted %(count)d %(model)s", "%(actor)s deleted %(count)d %(models)s", count) % values
-    context = "a group of tracked model events"
     if kind == Kind.MODEL_CREATED:
-        return npgettext(context, "%(count)d %(model)s was created", "%(count)d %(models)s were created", count) % values
+        return npgettext("a group of tracked model events", "%(count)d %(model)s was created", "%(count)d %(models)s were created", count) % values
     if kind == Kind.MODEL_UPDATED:
-        return npgettext(context, "%(count)d %(model)s was updated", "%(count)d %(models)s were updated", count) % values
+        return npgettext("a group of tracked model events", "%(count)d %(model)s was updated", "%(count)d %(models)s were updated", count) % values
     if kind == Kind.MODEL_DELETED:
-        return npgettext(context, "%(count)d %(model)s was deleted", "%(count)d %(models)s were deleted", count) % values
+        return npgettext("a group of tracked model events", "%(count)d %(model)s was deleted", "%(count)d %(models)s were deleted", count) % values
     return ngettext("%(count)d notification", "%(count)d notifications", count) % values
 
 
