@@ -93,6 +93,14 @@ MESSAGES = [
     gettext_noop("Could not mark the notifications of this group as read."),
     gettext_noop("%(title)s (+%(more)s)"),
     gettext_noop("Updated notification: %(title)s"),
+    # presence-view.js
+    gettext_noop("%(name)s is also viewing this"),
+    gettext_noop("%(names)s are viewing this"),
+    gettext_noop("%(name)s is editing"),
+    gettext_noop("%(names)s are editing"),
+    gettext_noop("%(first)s and %(last)s"),
+    gettext_noop(", "),
+    gettext_noop("; "),
     # device-control.js, push.js, http.js
     gettext_noop("This device"),
     gettext_noop("Notify me on this device"),
@@ -112,6 +120,7 @@ MESSAGES = [
 # The number is looked up under "n", which no message uses: the forms keep their %(count)s.
 PLURALS = [
     ngettext_lazy("Notifications, %(count)s unread", "Notifications, %(count)s unread", "n"),
+    ngettext_lazy("%(count)s other", "%(count)s others", "n"),
 ]
 
 

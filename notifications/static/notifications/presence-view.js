@@ -12,22 +12,24 @@
  */
 
 import { el } from "./dom.js";
+import { gettext as _, interpolate, ngettext } from "./i18n.js";
 
 /** Every sentence the line shows, in one place; phrase() fills in the {placeholders}. */
+// Each a message of the widget's catalog (notifications/widget_strings.py), in the page's language.
 export const MESSAGES = {
-  viewingOne: "{name} is also viewing this",
-  viewingMany: "{names} are viewing this",
-  editingOne: "{name} is editing",
-  editingMany: "{names} are editing",
-  twoOrMore: "{first} and {last}", // "alice and bob", "alice, bob and carol"
-  listSeparator: ", ",
-  others: "{count} others", // "alice, bob and 3 others"
-  sentenceSeparator: "; ", // "alice is editing; bob is also viewing this"
+  viewingOne: () => _("%(name)s is also viewing this"),
+  viewingMany: () => _("%(names)s are viewing this"),
+  editingOne: () => _("%(name)s is editing"),
+  editingMany: () => _("%(names)s are editing"),
+  twoOrMore: () => _("%(first)s and %(last)s"), // "alice and bob", "alice, bob and carol"
+  listSeparator: () => _(", "),
+  others: (count) => ngettext("%(count)s other", "%(count)s others", count), // "alice, bob and 3 others"
+  sentenceSeparator: () => _("; "), // "alice is editing; bob is also viewing this"
 };
 const MAX_NAMES = 3; // named in a list; beyond, the rest are counted
 
 function phrase(key, values = {}) {
-  return MESSAGES[key].replace(/\{(\w+)\}/g, (match, name) => (name in values ? String(values[name]) : match));
+  return interpolate(MESSAGES[key](values.count), values);
 }
 
 /** "alice", "alice and bob", "alice, bob and carol", "alice, bob and 2 others". */
