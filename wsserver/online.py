@@ -5,8 +5,9 @@ least one socket of, kept in Redis.
 A user's first socket here adds them, their last one closing removes them; the changes go to
 Redis together once every FLUSH_SECONDS (a burst of ten thousand handshakes is a few commands,
 not ten thousand), and every notifications.online.REFRESH_SECONDS the set's expiry is pushed
-back, with the relay's mark of life (which it sets from the start, users or not). When Redis has lost the set meanwhile (restarted, flushed, failed over), the refresh
-finds it gone and writes it whole again. On a clean stop the set is deleted at once.
+back, with the relay's mark of life (which it sets from the start, users or not). When Redis has
+lost the set meanwhile (restarted, flushed, failed over), the refresh finds it gone and writes it
+whole again. On a clean stop the set is deleted at once.
 """
 
 import asyncio

@@ -22,11 +22,11 @@ from websockets.exceptions import ConnectionClosed
 
 from notifications.conf import app_settings
 from notifications.preferences import FIELD as PREFERENCES
+from notifications.preferences import reader, reader_from_frame, readers_of
 from notifications.presence import FIELD as PRESENCE
 from notifications.presence import presence_route
-from notifications.preferences import reader, reader_from_frame, readers_of
-from notifications.rendering import browser_language, reader_language
 from notifications.readstate import FIELD as READ
+from notifications.rendering import browser_language, reader_language
 from notifications.redisaddress import REDIS_ERRORS
 from notifications.topics import group_route, user_route
 
@@ -194,10 +194,10 @@ class Relay:
         """
         Re-check these connections RECHECK_BATCH sessions at a time (one query for their sessions,
         one for their users' preferences, then each user's permissions as a subscribe costs them:
-        preferences changed without a control message, or whose message Redis lost, apply again), in a thread of their own so
-        handshakes never wait behind them, `pause` seconds between batches. An answer is applied
-        only if no access change was learnt of for that connection while it was computed (a
-        control-driven re-check is then looking already).
+        preferences changed without a control message, or whose message Redis lost, apply again),
+        in a thread of their own so handshakes never wait behind them, `pause` seconds between
+        batches. An answer is applied only if no access change was learnt of for that connection
+        while it was computed (a control-driven re-check is then looking already).
         """
         for start in range(0, len(clients), RECHECK_BATCH):
             batch = clients[start : start + RECHECK_BATCH]
