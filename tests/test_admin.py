@@ -82,3 +82,28 @@ def test_the_admin_pages_speak_the_request_s_language():
     assert "Envoyer l’annonce" in changelist
     response = client.post(ANNOUNCE, {"title": "Maintenance", "audience": "all"}, HTTP_ACCEPT_LANGUAGE="fr", follow=True)
     assert "Annonce « Maintenance » envoyée à : Tous les utilisateurs." in response.content.decode()
+
+
+def test_every_model_and_field_name_of_the_app_is_translatable():
+    """Marked for translation, so the admin's headings, filters and forms follow the reader's language."""
+    from django.apps import apps
+    from django.utils.functional import Promise
+
+    unmarked = []
+    for model in apps.get_app_config("notifications").get_models():
+        names = {"": model._meta.verbose_name, " (plural)": model._meta.verbose_name_plural}
+        names |= {f".{field.name}": field.verbose_name for field in model._meta.get_fields() if not field.auto_created}
+        unmarked += [f"{model.__name__}{where}" for where, name in names.items() if not isinstance(name, Promise)]
+    assert unmarked == []
+
+
+@pytest.mark.django_db
+def test_the_event_admin_s_columns_and_the_app_s_models_are_named_in_the_request_s_language():
+    client = admin_client(make_user("root", superuser=True))
+    notify(make_user("bob"), "Bonjour")
+    changelist = client.get(CHANGELIST, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    for french in (">Créé le<", ">Type<", ">Titre<", ">Auteur<", ">Type de l’objet<", ">Objet<", "Sélectionnez l’objet événement"):
+        assert french in changelist, french
+    index = client.get("/admin/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    for german in ("Lesebestätigungen", "Push-Abonnements", "Benachrichtigungseinstellungen"):
+        assert german in index, german
