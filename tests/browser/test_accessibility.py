@@ -111,7 +111,7 @@ def test_an_admin_change_form_passes_axe_with_the_banner(browsers, scheme):
 
     audit = Audit(widget.page, exclude=DJANGO_CHANGE_FORM)
     audit_widget_states(widget, audit, subject.username, lambda: logged_by_editor(CHANGE, "Changed First name."))
-    expect(widget.banner).to_have_text(f"{editor.username} changed this object — Reload")
+    expect(widget.banner).to_have_text(f"{editor.username} changed this object. Reload")
     logged_by_editor(DELETION)
     expect(widget.banner).to_have_text(f"{editor.username} deleted this object. Back to the list")
     audit("with the deletion banner")

@@ -1,6 +1,7 @@
 """
 The widget in the reader's language, in Chromium: a French user sees another admin's change as a
-French toast, French relative times ("il y a 3 minutes") and the widget's own words in French;
+French toast, French relative times ("il y a 3 minutes"), the widget's own words and the change
+form's banner in French;
 an Arabic page lays the widget out right to left (mirrored badge and dropdown, `direction: rtl`),
 in Arabic, with no axe violation. The right-to-left screenshot is docs/images/widget-rtl.png.
 """
@@ -69,6 +70,13 @@ def test_a_french_user_sees_french_toasts_times_and_widget(browsers):
     expect(french.items.nth(0).locator("time")).to_have_text("maintenant")
     expect(french.items.nth(0).locator(".ntf-item-read")).to_have_attribute("aria-label", "Marquer comme lue")
     french.screenshot("widget-french", french.page.locator("#header"), french.panel)
+
+    # On the change form of the object another admin changes: the banner's sentence, its
+    # punctuation and its action, all French.
+    french.page.goto(f"/admin/auth/user/{bob.pk}/change/")
+    expect(french.state).to_have_text("en direct")
+    change_in_admin(editing.page, bob, "Bob")
+    expect(french.banner).to_have_text(f"{root.username} a modifié cet objet. Recharger", timeout=DELIVERY_TIMEOUT)
 
 
 def test_an_arabic_page_lays_the_widget_out_right_to_left(browsers):

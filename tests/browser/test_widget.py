@@ -208,7 +208,7 @@ def test_the_change_form_shows_a_banner_when_someone_else_changes_the_object(bro
 
     change_in_admin(editing.page, bob, "Robert")
     expect(viewing.banner).to_be_visible(timeout=DELIVERY_TIMEOUT)
-    expect(viewing.banner).to_have_text(f"{root.username} changed this object — Reload")
+    expect(viewing.banner).to_have_text(f"{root.username} changed this object. Reload")
     viewing.screenshot("change-form-banner", viewing.page.locator("#header"), viewing.banner)
 
     editing.page.goto(f"/admin/auth/user/{bob.pk}/delete/")

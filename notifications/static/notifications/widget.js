@@ -229,7 +229,11 @@ function bannerSlot() {
 const banner = {
   element: null,
 
-  /** "bob changed this object — Reload", at the top of the page's content. */
+  /**
+   * "bob changed this object. [Reload]", at the top of the page's content. The sentence carries
+   * its own punctuation, in the reader's language; the flex gap, not text, sets the action apart
+   * (the space between them is only there for the text a screen reader or a copy reads).
+   */
   show(actorName, verb, event) {
     if (!this.element || !this.element.isConnected) {
       this.element = el("div", "ntf-banner");
@@ -240,22 +244,17 @@ const banner = {
     const node = this.element;
     node.replaceChildren();
     node.dataset.kind = verb;
-    node.append(el("span", "ntf-banner-text", verb === "changed" ? _("%(actor)s changed this object", { actor: actorName }) : _("%(actor)s deleted this object", { actor: actorName })));
+    node.append(el("span", "ntf-banner-text", verb === "changed" ? _("%(actor)s changed this object.", { actor: actorName }) : _("%(actor)s deleted this object.", { actor: actorName })));
+    let action = null;
     if (verb === "changed") {
-      node.append(document.createTextNode(" — "));
-      const reload = el("button", "ntf-banner-action", _("Reload"));
-      reload.type = "button";
-      reload.addEventListener("click", () => window.location.reload());
-      node.append(reload);
-    } else {
-      node.append(document.createTextNode("."));
-      const href = safeUrl(event.url);
-      if (href) {
-        const back = el("a", "ntf-banner-action", _("Back to the list"));
-        back.href = href;
-        node.append(document.createTextNode(" "), back);
-      }
+      action = el("button", "ntf-banner-action", _("Reload"));
+      action.type = "button";
+      action.addEventListener("click", () => window.location.reload());
+    } else if (safeUrl(event.url)) {
+      action = el("a", "ntf-banner-action", _("Back to the list"));
+      action.href = safeUrl(event.url);
     }
+    if (action) node.append(document.createTextNode(" "), action);
   },
 };
 
