@@ -12,6 +12,7 @@ read") plus a Receipt for each later event read one by one.
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -80,7 +81,7 @@ class Event(models.Model):
         permissions = [("send_announcement", "Can send announcements")]
 
     def __str__(self):
-        return f"{self.kind}: {self.title}"
+        return f"{self.get_kind_display()}: {self.title}"
 
 
 class Recipient(models.Model):
@@ -111,7 +112,8 @@ class Recipient(models.Model):
         indexes = [models.Index(fields=["audience", "event"], name="notif_recipient_audience")]
 
     def __str__(self):
-        return f"{self.user or self.group or self.audience} ← event {self.event_id}"
+        addressee = self.user or self.group or self.get_audience_display()
+        return gettext("%(addressee)s ← event %(event)s") % {"addressee": addressee, "event": self.event_id}
 
 
 class ReadMarker(models.Model):
@@ -131,7 +133,7 @@ class ReadMarker(models.Model):
         verbose_name_plural = _("read markers")
 
     def __str__(self):
-        return f"{self.user} read through event {self.read_through}"
+        return gettext("%(user)s read through event %(event)s") % {"user": self.user, "event": self.read_through}
 
 
 class Receipt(models.Model):
@@ -147,7 +149,7 @@ class Receipt(models.Model):
         constraints = [models.UniqueConstraint(fields=["user", "event"], name="notif_receipt_once")]
 
     def __str__(self):
-        return f"{self.user} read event {self.event_id}"
+        return gettext("%(user)s read event %(event)s") % {"user": self.user, "event": self.event_id}
 
 
 class DigestFrequency(models.TextChoices):
@@ -187,7 +189,7 @@ class Preferences(models.Model):
         verbose_name_plural = _("notification preferences")
 
     def __str__(self):
-        return f"Notification preferences of {self.user}"
+        return gettext("Notification preferences of %(user)s") % {"user": self.user}
 
 
 class PushSubscription(models.Model):
@@ -215,7 +217,7 @@ class PushSubscription(models.Model):
         verbose_name_plural = _("push subscriptions")
 
     def __str__(self):
-        return f"Push subscription {self.pk} of {self.user}"
+        return gettext("Push subscription %(id)s of %(user)s") % {"id": self.pk, "user": self.user}
 
 
 class DigestState(models.Model):
@@ -238,7 +240,7 @@ class DigestState(models.Model):
         verbose_name_plural = _("digest states")
 
     def __str__(self):
-        return f"Digests of {self.user} through event {self.last_event_id}"
+        return gettext("Digests of %(user)s through event %(event)s") % {"user": self.user, "event": self.last_event_id}
 
 
 class Digest(models.Model):
@@ -266,4 +268,4 @@ class Digest(models.Model):
         ]
 
     def __str__(self):
-        return f"Digest {self.message_id} to {self.user}"
+        return gettext("Digest %(message_id)s to %(user)s") % {"message_id": self.message_id, "user": self.user}

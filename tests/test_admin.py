@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 
 from notifications import notify
-from notifications.models import Event
+from notifications.models import Event, Preferences
 
 from .factories import make_user
 
@@ -107,3 +107,6 @@ def test_the_event_admin_s_columns_and_the_app_s_models_are_named_in_the_request
     index = client.get("/admin/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
     for german in ("Lesebestätigungen", "Push-Abonnements", "Benachrichtigungseinstellungen"):
         assert german in index, german
+    chosen = Preferences.objects.create(user=make_user("carl"), toasts=False)
+    change_form = client.get(f"/admin/notifications/preferences/{chosen.pk}/change/", HTTP_ACCEPT_LANGUAGE="de")
+    assert "Benachrichtigungseinstellungen von carl" in change_form.content.decode()
