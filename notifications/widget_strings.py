@@ -114,6 +114,10 @@ MESSAGES = [
     gettext_noop(
         "Notifications are not allowed for this site: allow them in the browser's site settings, then try again."
     ),
+    gettext_noop("The site's VAPID public key is not base64url text."),
+    gettext_noop("The browser could not subscribe this device: %(reason)s"),
+    gettext_noop("The server did not take this device's subscription: %(reason)s"),
+    gettext_noop("The server could not forget this device: %(reason)s"),
     gettext_noop("No answer from the server."),
 ]
 

@@ -21,6 +21,7 @@ from ..factories import make_user
 from ..pushservice import Device, b64url_decode
 from . import axe
 from .test_accessibility import Audit
+from .test_languages import in_language
 from .test_preferences_panel import Panel
 from .test_widget import named_user
 
@@ -95,21 +96,31 @@ def test_notify_me_on_this_device_subscribes_it_with_the_server_and_stops_again(
     assert widget.page.evaluate("window.__pushUnsubscribed") == 1
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_a_subscription_the_server_refuses_is_undone_and_said_next_to_the_button(push_site, browsers_on, scheme):
+@pytest.mark.parametrize(
+    ("scheme", "language", "button", "refused"),
+    [
+        ("light", "en", "Notify me on this device", "The server did not take this device's subscription"),
+        ("dark", "en", "Notify me on this device", "The server did not take this device's subscription"),
+        ("light", "fr", "Me prévenir sur cet appareil", "Le serveur n’a pas accepté l’abonnement de cet appareil"),
+    ],
+)
+def test_a_subscription_the_server_refuses_is_undone_and_said_next_to_the_button(
+    push_site, browsers_on, scheme, language, button, refused
+):
     user = make_user("elsewhere", superuser=True)
     device = Device("https://push.not-allowed.example/send/1")  # not one of the site's push services
     script = axe.source() + FAKE_PUSH_MANAGER % json.dumps(device.to_json())
-    widget = browsers_on(push_site).open(user, "/admin/", init_script=script, permissions=["notifications"])
+    browsers = browsers_on(push_site)
+    widget = browsers.open(user, "/admin/", init_script=script, permissions=["notifications"], setup=in_language(browsers, language))
     widget.page.emulate_media(color_scheme=scheme)
     audit = Audit(widget.page)
     panel = Panel(widget)
     audit("the device control")
-    panel.element.get_by_role("button", name="Notify me on this device").click()
+    panel.element.get_by_role("button", name=button).click()
     status = panel.element.locator("[data-ntf-device] [role=status]")
-    expect(status).to_contain_text("The server did not take this device's subscription")
+    expect(status).to_contain_text(refused)
     audit("the device control's error")
     audit.assert_clean()
-    expect(panel.element.get_by_role("button", name="Notify me on this device")).to_be_visible()
+    expect(panel.element.get_by_role("button", name=button)).to_be_visible()
     assert widget.page.evaluate("window.__pushUnsubscribed") == 1
     assert not PushSubscription.objects.filter(user_id=user.pk).exists()

@@ -33,7 +33,7 @@ export function pushSupported() {
 /** The application server key of a VAPID public key (base64url, as the server gives it) as bytes. */
 export function vapidKeyBytes(base64url) {
   if (typeof base64url !== "string" || !/^[A-Za-z0-9_-]+={0,2}$/.test(base64url)) {
-    throw new PushError("subscribe", "The site's VAPID public key is not base64url text.");
+    throw new PushError("subscribe", _("The site's VAPID public key is not base64url text."));
   }
   const base64 = base64url.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
   const binary = window.atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
@@ -96,13 +96,13 @@ export async function subscribeDevice({ vapidPublicKey, serviceWorkerUrl, subscr
     subscription = subscription || (await registered.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }));
   } catch (error) {
     if (error instanceof PushError) throw error;
-    throw new PushError("subscribe", `The browser could not subscribe this device: ${error.message}`);
+    throw new PushError("subscribe", _("The browser could not subscribe this device: %(reason)s", { reason: error.message }));
   }
   try {
     await requestJson(subscriptionsUrl, { method: "POST", json: subscription.toJSON(), csrfToken });
   } catch (error) {
     await subscription.unsubscribe().catch(() => {});
-    throw new PushError("server", `The server did not take this device's subscription: ${error.message}`);
+    throw new PushError("server", _("The server did not take this device's subscription: %(reason)s", { reason: error.message }));
   }
 }
 
@@ -118,7 +118,7 @@ export async function unsubscribeDevice({ serviceWorkerUrl, subscriptionsUrl, cs
   try {
     await requestJson(subscriptionsUrl, { method: "DELETE", json: { endpoint: subscription.endpoint }, csrfToken });
   } catch (error) {
-    if (error.status !== 404) throw new PushError("server", `The server could not forget this device: ${error.message}`);
+    if (error.status !== 404) throw new PushError("server", _("The server could not forget this device: %(reason)s", { reason: error.message }));
   }
   await subscription.unsubscribe();
 }
