@@ -89,7 +89,12 @@ class Recipient(models.Model):
 
     event = models.ForeignKey(Event, verbose_name=_("event"), on_delete=models.CASCADE, related_name="recipients")
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
     )
     group = models.ForeignKey(
         "auth.Group", verbose_name=_("group"), null=True, blank=True, on_delete=models.CASCADE, related_name="+"
@@ -139,7 +144,9 @@ class ReadMarker(models.Model):
 class Receipt(models.Model):
     """A user has read an event (one newer than their ReadMarker)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
     event = models.ForeignKey(Event, verbose_name=_("event"), on_delete=models.CASCADE, related_name="receipts")
     read_at = models.DateTimeField(_("read at"), default=timezone.now)
 
@@ -169,15 +176,22 @@ class Preferences(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, verbose_name=_("user"), primary_key=True, on_delete=models.CASCADE, related_name="+"
     )
-    toasts = models.BooleanField(_("toasts"), null=True, blank=True, help_text=_("Show live toasts; empty: the site's default."))
+    toasts = models.BooleanField(
+        _("toasts"), null=True, blank=True, help_text=_("Show live toasts; empty: the site's default.")
+    )
     digest = models.CharField(
         _("email digest"),
-        max_length=8, choices=DigestFrequency.choices, blank=True, help_text=_("Email digest; empty: the site's default.")
+        max_length=8,
+        choices=DigestFrequency.choices,
+        blank=True,
+        help_text=_("Email digest; empty: the site's default."),
     )
     push = models.BooleanField(
         _("push"), null=True, blank=True, help_text=_("Push to this user's devices; empty: the site's default.")
     )
-    language = models.CharField(_("language"), max_length=15, blank=True, help_text=_("Language of emails and pushes; empty: the site's."))
+    language = models.CharField(
+        _("language"), max_length=15, blank=True, help_text=_("Language of emails and pushes; empty: the site's.")
+    )
     # Kinds ("model.updated") and topics ("model:shop.order", "object:shop.order:5") muted on
     # every channel; null: the site's default list.
     muted_kinds = models.JSONField(_("muted kinds"), null=True, blank=True)
@@ -199,7 +213,9 @@ class PushSubscription(models.Model):
     last one who subscribed that browser.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
     endpoint = models.CharField(_("endpoint"), max_length=1024, unique=True)
     # The browser's ECDH P-256 public key and its 16-byte auth secret, base64url (RFC 8291).
     p256dh = models.CharField(_("public key"), max_length=100)
@@ -249,7 +265,9 @@ class Digest(models.Model):
     it; an unsent one is sent again, with the same Message-ID, by the next run that holds its user.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
     message_id = models.CharField(_("Message-ID"), max_length=255, unique=True)
     # The events the email lists (the newest, up to NOTIFICATIONS_DIGEST_MAX_ITEMS), and how many it took in.
     event_ids = models.JSONField(_("events"), default=list)
