@@ -1,6 +1,7 @@
 """Tests that need a system package: skipped on a machine without it, except in CI, where they must run."""
 
 import os
+import shutil
 
 import pytest
 
@@ -18,3 +19,11 @@ def unavailable(reason, package, tests, install=None):
     if in_ci():
         pytest.fail(f"{reason}. {tests} must run in CI: .ci/run installs {package} ({install}).")
     pytest.skip(f"{reason} ({install} to run {tests.lower()})")
+
+
+def system_command(name, package, tests):
+    """The path of the command `name`, from Debian's `package`; without it, as unavailable()."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not installed", package, tests)
+    return path

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci import unavailable
+from tests.ci import system_command
 
 APP_DIR = Path(__file__).resolve().parent.parent / "notifications"
 LOCALE_DIR = APP_DIR / "locale"
@@ -22,10 +22,7 @@ LANGUAGES = ["fr", "de", "ar"]
 
 @pytest.fixture(scope="module")
 def msgfmt():
-    path = shutil.which("msgfmt")
-    if path is None:
-        unavailable("msgfmt is not installed", "gettext", "The translation catalog tests")
-    return path
+    return system_command("msgfmt", "gettext", "The translation catalog tests")
 
 
 def compiled(msgfmt, po, directory):

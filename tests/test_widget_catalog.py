@@ -6,7 +6,6 @@ which must pick the same form as gettext itself for every count (run in Node, as
 
 import gettext
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -15,7 +14,7 @@ from django.utils import translation
 from notifications import widget_strings
 from notifications.templatetags.notifications import notifications_widget
 
-from .ci import unavailable
+from .ci import system_command
 from .factories import make_user
 from .relay import BASE_DIR
 
@@ -63,10 +62,7 @@ def test_arabic_sends_its_six_forms_with_its_rule():
 
 @pytest.fixture(scope="module")
 def node():
-    path = shutil.which("node")
-    if path is None:
-        unavailable("node is not installed", "nodejs", "The plural rule tests")
-    return path
+    return system_command("node", "nodejs", "The plural rule tests")
 
 
 def js_plural_forms(node, rules, counts):
