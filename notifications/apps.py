@@ -9,9 +9,11 @@ class NotificationsConfig(AppConfig):
 
     def ready(self):
         from . import checks, revocation, tracking  # noqa: F401  (checks registers itself)
+        from .webpush import subscriptions
 
         tracking.connect()
         revocation.connect()
+        subscriptions.connect()
         if apps.is_installed("django.contrib.admin"):
             from . import admin_log
 

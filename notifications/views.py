@@ -306,15 +306,19 @@ def preferences_view(request):
     return JsonResponse(preferences_body(request.user))
 
 
-@api_view("POST", "DELETE")
+@api_view("GET", "POST", "DELETE")
 def push_subscriptions(request):
     """
     Subscribe this device to Web Push (POST the browser's PushSubscription.toJSON(): 201, or 200
-    when the endpoint was known), or unsubscribe it (DELETE {"endpoint": ...}: 204). 404
-    push_disabled while the site has no VAPID keys.
+    when the endpoint was known), or unsubscribe it (DELETE {"endpoint": ...}: 204); whether the
+    server holds it for this user (GET ?endpoint=: 200, or 404 not_subscribed). 404
+    push_disabled while the site has no VAPID keys. Each subscription posted or found held is
+    tied to this login session: logging out ends it (webpush.subscriptions).
     """
     if not vapid.enabled():
         return json_error(404, "push_disabled", "Web Push is not configured on this site.")
+    if request.method == "GET":
+        return push_subscription_held(request)
     data, refused = parsed_body(request)
     if refused is not None:
         return refused
@@ -325,4 +329,21 @@ def push_subscriptions(request):
         subscription, created = subscriptions.subscribe(request.user, data, request.headers.get("User-Agent", ""))
     except ValidationError as error:
         return invalid(error.message_dict)
+    subscriptions.remember_in_session(request.session, subscription)
     return JsonResponse({"id": subscription.pk}, status=201 if created else 200)
+
+
+def push_subscription_held(request):
+    try:
+        subscription = subscriptions.held(request.user, request.GET.get("endpoint"))
+    except ValidationError as error:
+        return invalid(error.message_dict)
+    if subscription is None:
+        return json_error(
+            404,
+            "not_subscribed",
+            "This user has no subscription of that endpoint (it ended with a logout, or is "
+            "another user's): the browser should drop it.",
+        )
+    subscriptions.remember_in_session(request.session, subscription)
+    return JsonResponse({"id": subscription.pk})

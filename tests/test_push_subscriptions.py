@@ -187,13 +187,75 @@ def test_the_endpoint_needs_a_login_and_a_csrf_token():
     assert (response.status_code, response.json()["error"]) == (403, "csrf_failed")
     client.get("/")
     assert send(client, "post", body, HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value).status_code == 201
-    assert client.get(URL).status_code == 405
+    assert client.put(URL).status_code == 405
 
 
 def test_without_keys_the_endpoint_says_push_disabled():
-    response = send(client_for(make_user()), "post", Device(f"{SERVICE}/send/1").to_json())
-    assert response.status_code == 404
-    assert response.json()["error"] == "push_disabled"
+    client = client_for(make_user())
+    response = send(client, "post", Device(f"{SERVICE}/send/1").to_json())
+    assert (response.status_code, response.json()["error"]) == (404, "push_disabled")
+    response = client.get(URL, {"endpoint": f"{SERVICE}/send/1"})
+    assert (response.status_code, response.json()["error"]) == (404, "push_disabled")
+
+
+# A subscription lasts as long as the login that made it ------------------------------------------------
+
+
+def held(client, device):
+    return client.get(URL, {"endpoint": device.endpoint})
+
+
+@push_on
+def test_get_says_whether_the_server_holds_this_browsers_subscription_for_this_user():
+    owner, other = make_user(), make_user()
+    device = Device(f"{SERVICE}/send/mine")
+    created = send(client_for(owner), "post", device.to_json()).json()
+    response = held(client_for(owner), device)
+    assert (response.status_code, response.json()) == (200, created)
+    response = held(client_for(other), device)  # a subscription is its user's alone
+    assert (response.status_code, response.json()["error"]) == (404, "not_subscribed")
+    assert held(client_for(owner), Device(f"{SERVICE}/send/unknown")).status_code == 404
+    response = client_for(owner).get(URL)
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["endpoint"])
+    assert held(Client(), device).status_code == 401
+
+
+@push_on
+def test_logging_out_ends_the_subscriptions_made_in_that_session_only():
+    user = make_user()
+    shared_computer, phone = client_for(user), client_for(user)
+    left_behind = Device(f"{SERVICE}/send/shared-computer")
+    kept = Device(f"{SERVICE}/send/phone")
+    send(shared_computer, "post", left_behind.to_json())
+    send(phone, "post", kept.to_json())
+
+    shared_computer.logout()  # django.contrib.auth.logout, as the site's logout view calls it
+    assert list(PushSubscription.objects.values_list("endpoint", flat=True)) == [kept.endpoint]
+    client_for(user).logout()  # a session that made none ends none
+    assert PushSubscription.objects.filter(endpoint=kept.endpoint).exists()
+
+
+@push_on
+def test_a_subscription_found_held_is_tied_to_the_new_login_too():
+    user = make_user()
+    device = Device(f"{SERVICE}/send/laptop")
+    send(client_for(user), "post", device.to_json())  # that session expires without a logout
+    again = client_for(user)  # a new login in the same browser: the widget's page asks
+    assert held(again, device).status_code == 200
+    again.logout()
+    assert not PushSubscription.objects.exists()
+
+
+@push_on
+def test_after_someone_else_logs_in_on_the_browser_the_server_says_it_is_not_theirs():
+    first, second = make_user(), make_user()
+    browser = client_for(first)
+    device = Device(f"{SERVICE}/send/kiosk")
+    send(browser, "post", device.to_json())
+    browser.force_login(second)  # no logout: Django flushes the first user's session
+    response = held(browser, device)
+    assert (response.status_code, response.json()["error"]) == (404, "not_subscribed")  # the widget drops it
+    assert PushSubscription.objects.get().user == first
 
 
 # The widget's data attributes --------------------------------------------------------------------------

@@ -11,13 +11,14 @@ control, is docs/images/preferences.png.
 import json
 
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
 from notifications.models import PushSubscription
 from notifications.preferences import update
 from notifications.webpush import vapid
 
-from ..factories import make_user
+from ..factories import login, make_user
 from ..pushservice import Device, b64url_decode
 from . import axe
 from .test_accessibility import Audit
@@ -29,24 +30,32 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 PUSH_SERVICE = "https://push.example.com"
 # The browser's PushManager, as a push service would answer it: the subscription `json` (what
-# toJSON() gives), made with the key the page passes; what was asked is kept for the test.
+# toJSON() gives), made with the key the page passes; what was asked is kept for the test. Like
+# a real one, the subscription outlives the page (kept in the tab's sessionStorage).
 FAKE_PUSH_MANAGER = """
 (() => {
   const json = %s;
-  let held = null;
+  const made = (key) => ({
+    endpoint: json.endpoint,
+    options: {userVisibleOnly: true, applicationServerKey: new Uint8Array(key).buffer},
+    toJSON: () => json,
+    unsubscribe: async () => {
+      sessionStorage.removeItem("fakePushKey");
+      window.__pushUnsubscribed += 1;
+      return true;
+    },
+  });
   window.__pushAsked = [];
   window.__pushUnsubscribed = 0;
-  PushManager.prototype.getSubscription = async function () { return held; };
+  PushManager.prototype.getSubscription = async function () {
+    const key = sessionStorage.getItem("fakePushKey");
+    return key ? made(JSON.parse(key)) : null;
+  };
   PushManager.prototype.subscribe = async function (options) {
-    const key = new Uint8Array(options.applicationServerKey).slice();
-    window.__pushAsked.push({userVisibleOnly: options.userVisibleOnly, key: Array.from(key)});
-    held = {
-      endpoint: json.endpoint,
-      options: {userVisibleOnly: options.userVisibleOnly, applicationServerKey: key.buffer},
-      toJSON: () => json,
-      unsubscribe: async () => { held = null; window.__pushUnsubscribed += 1; return true; },
-    };
-    return held;
+    const key = Array.from(new Uint8Array(options.applicationServerKey));
+    window.__pushAsked.push({userVisibleOnly: options.userVisibleOnly, key});
+    sessionStorage.setItem("fakePushKey", JSON.stringify(key));
+    return made(key);
   };
 })();
 """
@@ -124,3 +133,73 @@ def test_a_subscription_the_server_refuses_is_undone_and_said_next_to_the_button
     expect(panel.element.get_by_role("button", name=button)).to_be_visible()
     assert widget.page.evaluate("window.__pushUnsubscribed") == 1
     assert not PushSubscription.objects.filter(user_id=user.pk).exists()
+
+
+# A subscription lasts as long as the login that made it ---------------------------------------------
+
+
+def subscribed_through_the_panel(browsers, user, device):
+    """`user`'s page on the admin with this device subscribed from the preferences panel."""
+    script = FAKE_PUSH_MANAGER % json.dumps(device.to_json())
+    widget = browsers.open(user, "/admin/", init_script=script, permissions=["notifications"])
+    panel = Panel(widget)
+    panel.element.get_by_role("button", name="Notify me on this device").click()
+    expect(panel.element.locator("[data-ntf-device]")).to_contain_text("This device gets push notifications.")
+    assert PushSubscription.objects.filter(user_id=user.pk, endpoint=device.endpoint).exists()
+    return widget
+
+
+def reopened_as(widget, user):
+    """The same browser tab logged in as `user` (a new session cookie, as a login sets), on the admin again."""
+    origin = widget.page.evaluate("location.origin")
+    widget.page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": login(user).cookie, "url": origin}])
+    widget.page.goto("/admin/")
+    widget.wait_live()
+    return widget
+
+
+def log_out(widget):
+    """The admin's own logout form, then the site's login page it leads to."""
+    widget.page.goto("/admin/")
+    widget.page.get_by_role("button", name="Log out").click()
+    expect(widget.page.get_by_role("button", name="Log in")).to_be_visible()
+
+
+def device_status(widget):
+    return Panel(widget).element.locator("[data-ntf-device] [role=status]")
+
+
+def test_logging_out_ends_the_devices_pushes_and_the_next_login_finds_it_unsubscribed(push_site, browsers_on):
+    user = make_user("shared-computer", superuser=True)
+    device = Device(f"{PUSH_SERVICE}/send/shared")
+    widget = subscribed_through_the_panel(browsers_on(push_site), user, device)
+
+    log_out(widget)
+    assert not PushSubscription.objects.exists()  # nothing is pushed to this browser any more
+
+    reopened_as(widget, user)
+    expect(device_status(widget)).to_have_text("This device gets no push notifications.")
+    assert widget.page.evaluate("window.__pushUnsubscribed") == 1  # dropped at the push service too
+
+
+def test_someone_else_logging_in_on_the_browser_drops_the_previous_users_subscription(push_site, browsers_on):
+    first, second = make_user("first", superuser=True), make_user("second", superuser=True)
+    device = Device(f"{PUSH_SERVICE}/send/kiosk")
+    widget = subscribed_through_the_panel(browsers_on(push_site), first, device)
+
+    reopened_as(widget, second)  # no logout: the login replaced the session
+    expect(device_status(widget)).to_have_text("This device gets no push notifications.")
+    assert widget.page.evaluate("window.__pushUnsubscribed") == 1  # first's pushes stop reaching it
+    assert not PushSubscription.objects.filter(user_id=second.pk).exists()
+
+
+def test_a_subscription_the_server_holds_for_the_user_stays_from_page_to_page(push_site, browsers_on):
+    user = make_user("regular", superuser=True)
+    device = Device(f"{PUSH_SERVICE}/send/laptop")
+    widget = subscribed_through_the_panel(browsers_on(push_site), user, device)
+
+    reopened_as(widget, user)  # a new login of the same user: the page finds the subscription held
+    expect(device_status(widget)).to_have_text("This device gets push notifications.")
+    assert widget.page.evaluate("window.__pushUnsubscribed") == 0
+    log_out(widget)
+    assert not PushSubscription.objects.exists()  # the new session ended it

@@ -7,17 +7,23 @@
 
 import { button, el, uniqueId } from "./dom.js";
 import { gettext as _ } from "./i18n.js";
-import { deviceSubscribed, pushSupported, subscribeDevice, unsubscribeDevice } from "./push.js";
+import { deviceSubscribed, dropSubscriptionNotHeld, pushSupported, subscribeDevice, unsubscribeDevice } from "./push.js";
 
-/** The push settings of a widget's data-* attributes, or null when the site has no VAPID key. */
+/**
+ * The push settings of a widget's data-* attributes, or null when the site has no VAPID key.
+ * `checked` settles once a subscription the server no longer holds for this user is dropped
+ * (push.js): the control waits for it before it says whether this device is subscribed.
+ */
 export function pushConfig(data, csrfToken) {
   if (!data.vapidPublicKey) return null;
-  return {
+  const config = {
     vapidPublicKey: data.vapidPublicKey,
     serviceWorkerUrl: data.serviceWorkerUrl || "",
     subscriptionsUrl: data.pushSubscriptionsUrl || "",
     csrfToken,
   };
+  config.checked = dropSubscriptionNotHeld(config).catch(() => {});
+  return config;
 }
 
 export class DeviceControl {
@@ -47,6 +53,7 @@ export class DeviceControl {
       return;
     }
     try {
+      await this.config.checked;
       this.subscribed = await deviceSubscribed(this.config);
     } catch {
       this.subscribed = false;
@@ -64,6 +71,7 @@ export class DeviceControl {
     this.busy = true;
     this.say(this.subscribed ? _("Stopping…") : _("Subscribing this device…"));
     try {
+      await this.config.checked; // or the page's check could drop the subscription this makes
       if (this.subscribed) await unsubscribeDevice(this.config);
       else await subscribeDevice(this.config);
       this.subscribed = !this.subscribed;

@@ -55,6 +55,26 @@ export async function deviceSubscribed({ serviceWorkerUrl }) {
   return (await currentSubscription(serviceWorkerUrl)) !== null;
 }
 
+/**
+ * Drop this browser's subscription when the server does not hold it for the user on this page
+ * (GET `?endpoint=`: 404): it ended with a logout, or was made by someone who used this browser
+ * before. Its pushes then stop at the push service, and the device control says what is true.
+ * Any other answer (the server unreachable, push turned off) leaves it be.
+ *
+ * @param {{serviceWorkerUrl: string, subscriptionsUrl: string}} options
+ */
+export async function dropSubscriptionNotHeld({ serviceWorkerUrl, subscriptionsUrl }) {
+  const subscription = await currentSubscription(serviceWorkerUrl);
+  if (!subscription || !subscriptionsUrl) return;
+  const url = new URL(subscriptionsUrl, window.location.href);
+  url.searchParams.set("endpoint", subscription.endpoint);
+  try {
+    await requestJson(url.href);
+  } catch (error) {
+    if (error.status === 404 && error.body && error.body.error === "not_subscribed") await subscription.unsubscribe();
+  }
+}
+
 /** The registration's worker once it is active: a subscription needs one. */
 function activated(registered) {
   if (registered.active) return Promise.resolve(registered);

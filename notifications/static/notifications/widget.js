@@ -316,6 +316,8 @@ class Widget {
     // mutes); it just cannot show or change them.
     this.preferences = preferencesFor(this.config.preferencesUrl, this.config.csrfToken);
     this.preferencesPanel = null; // made when first opened
+    // Web Push, where the site set it up; checked on every page (device-control.js's pushConfig).
+    this.pushSettings = pushConfig(this.root.dataset, this.config.csrfToken);
     this.bursts = new Bursts(this, { safeUrl, timeElement }); // a group's events as one item and one toast
     this.preferencesButton.hidden = !this.config.preferencesUrl;
     this.bindUi();
@@ -746,9 +748,8 @@ class Widget {
   /** The dropdown's second view: the preferences panel (edits not saved stay for next time). */
   openPreferences() {
     if (!this.preferencesPanel) {
-      const push = pushConfig(this.root.dataset, this.config.csrfToken);
       this.preferencesPanel = new PreferencesPanel(this.preferences, {
-        device: push ? new DeviceControl(push) : null,
+        device: this.pushSettings ? new DeviceControl(this.pushSettings) : null,
         back: () => this.closePreferences(true),
       });
       this.panel.append(this.preferencesPanel.element);
