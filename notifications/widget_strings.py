@@ -9,13 +9,19 @@ step, no script inline, nothing evaluated.
 
 Plural messages are sent as all their forms, with the catalog's plural rule for the language (the
 C expression of its Plural-Forms header), which i18n.js reads with a small parser.
+
+Each language's catalog is made once per process (catalog_json), as Django loads each
+language's translations once: every page render of the widget then costs no gettext call.
 """
 
 import gettext as gettext_module
+import json
 from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils import translation
 from django.utils.translation import gettext, gettext_noop, ngettext_lazy
 
@@ -170,3 +176,22 @@ def catalog():
             key = message % _Placeholders(n=1)
         messages[key] = [message % _Placeholders(n=n) for n in _samples(rule)]
     return {"language": language, "plural": rule, "messages": messages}
+
+
+def catalog_json():
+    """catalog() in the active language as the widget's data-catalog holds it: JSON, made once per language."""
+    return _catalog_json(translation.get_language() or "")
+
+
+@lru_cache(maxsize=64)  # bounded: a site may activate languages it does not list
+def _catalog_json(language):
+    with translation.override(language or None):
+        return json.dumps(catalog(), ensure_ascii=False, separators=(",", ":"))
+
+
+@receiver(setting_changed)
+def _forget_catalogs(setting, **kwargs):
+    """The catalogs made before a change of the settings they come from (tests override them)."""
+    if setting in {"LANGUAGES", "LANGUAGE_CODE", "LOCALE_PATHS"}:
+        _catalog_json.cache_clear()
+        plural_rule.cache_clear()

@@ -53,6 +53,25 @@ def test_the_service_worker_is_registered_with_its_fallback_title_in_the_active_
     assert config["service-worker-url"] == "/static/notifications/sw.js?title=Neue+Benachrichtigung"
 
 
+def test_each_languages_catalog_is_made_once_and_again_when_the_sites_translations_change(tmp_path, settings):
+    with translation.override("fr"):
+        made = widget_strings.catalog_json()
+        assert widget_strings.catalog_json() is made  # not made again for the next page
+        assert json.loads(made)["messages"]["Open"] == "Ouvrir"
+    with translation.override("de"):
+        assert json.loads(widget_strings.catalog_json())["messages"]["Open"] == "Öffnen"
+
+    # The site's own catalog (LOCALE_PATHS, which Django prefers) says it otherwise.
+    messages = tmp_path / "fr" / "LC_MESSAGES"
+    messages.mkdir(parents=True)
+    (messages / "django.po").write_text('msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\nmsgid "Open"\nmsgstr "Voir"\n')
+    msgfmt = system_command("msgfmt", "gettext", "The catalog's cache test")
+    subprocess.run([msgfmt, "-o", messages / "django.mo", messages / "django.po"], check=True, timeout=60)
+    settings.LOCALE_PATHS = [str(tmp_path)]
+    with translation.override("fr"):
+        assert json.loads(widget_strings.catalog_json())["messages"]["Open"] == "Voir"
+
+
 def test_arabic_sends_its_six_forms_with_its_rule():
     with translation.override("ar"):
         catalog = widget_strings.catalog()

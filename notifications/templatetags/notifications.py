@@ -16,7 +16,6 @@ also follows that object's topic, shows a banner when someone else changes or de
 says who else has it open (presence-view.js).
 """
 
-import json
 
 from django import template
 from django.middleware.csrf import get_token
@@ -79,7 +78,7 @@ def notifications_widget(context, topics=DEFAULT_TOPICS):
         "push-subscriptions-url": reverse("notifications:api-push-subscriptions"),
         # The service worker's title for a push it cannot read, in the user's language.
         "service-worker-url": static("notifications/sw.js") + "?" + urlencode({"title": gettext("New notification")}),
-        "catalog": json.dumps(widget_strings.catalog(), ensure_ascii=False, separators=(",", ":")),
+        "catalog": widget_strings.catalog_json(),
     }
     if vapid.enabled():
         config["vapid-public-key"] = vapid.public_key()
