@@ -18,7 +18,7 @@ from .views import (
     event_item,
     int_parameter,
     json_error,
-    reader,
+    language_and_mutes,
 )
 
 
@@ -63,7 +63,7 @@ def grouped_list(request, limit, before):
     if len(groups) > limit:
         groups = groups[:limit]
         next_url = _next_url(request, limit, groups[-1].id, grouped=1)
-    language, mutes = reader(request.user)
+    language, mutes = language_and_mutes(request.user)
     return JsonResponse(
         {"results": [_group_item(group, language, mutes) for group in groups], "unread_count": unread, "next": next_url}
     )
@@ -87,7 +87,7 @@ def group_members(request, group_id):
     if len(events) > limit:
         events = events[:limit]
         next_url = _next_url(request, limit, events[-1].pk)
-    language, mutes = reader(request.user)
+    language, mutes = language_and_mutes(request.user)
     return JsonResponse(
         {
             "group": group_id,

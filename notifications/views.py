@@ -20,8 +20,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.http.request import split_domain_port
 from django.middleware.csrf import CsrfViewMiddleware
-from django.utils.decorators import decorator_from_middleware
 from django.utils import translation
+from django.utils.decorators import decorator_from_middleware
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -184,7 +184,7 @@ def ws_ticket(request):
     )
 
 
-def reader(user):
+def language_and_mutes(user):
     """(language, mutes) the user reads in: their chosen language, else the request's; one query, whatever a page's length."""
     choices = preferences.choices_for(user)
     return rendering.reader_language(choices.language or translation.get_language()), choices.mutes
@@ -216,7 +216,7 @@ def notification_list(request):
     if len(page) > limit:
         page = page[:limit]
         next_url = f"{request.path}?{urlencode({'limit': limit, 'before': page[-1].pk})}"
-    language, mutes = reader(request.user)
+    language, mutes = language_and_mutes(request.user)
     return JsonResponse(
         {
             "results": [event_item(event, language, mutes) for event in page],
