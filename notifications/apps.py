@@ -9,11 +9,11 @@ class NotificationsConfig(AppConfig):
 
     def ready(self):
         from . import checks, revocation, tracking  # noqa: F401  (checks registers itself)
-        from .webpush import subscriptions
+        from .webpush import lifetime
 
         tracking.connect()
         revocation.connect()
-        subscriptions.connect()
+        lifetime.connect()
         if apps.is_installed("django.contrib.admin"):
             from . import admin_log
 

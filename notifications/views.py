@@ -32,7 +32,7 @@ from .conf import WEBSOCKET_PATH, app_settings
 from .models import DigestFrequency, Preferences
 from .publishing import event_payload
 from .tickets import issue_ticket
-from .webpush import subscriptions, vapid
+from .webpush import lifetime, subscriptions, vapid
 
 try:
     from django_redis.exceptions import ConnectionInterrupted
@@ -313,7 +313,7 @@ def push_subscriptions(request):
     when the endpoint was known), or unsubscribe it (DELETE {"endpoint": ...}: 204); whether the
     server holds it for this user (GET ?endpoint=: 200, or 404 not_subscribed). 404
     push_disabled while the site has no VAPID keys. Each subscription posted or found held is
-    tied to this login session: logging out ends it (webpush.subscriptions).
+    tied to this login session: logging out ends it (webpush.lifetime).
     """
     if not vapid.enabled():
         return json_error(404, "push_disabled", "Web Push is not configured on this site.")
@@ -329,7 +329,7 @@ def push_subscriptions(request):
         subscription, created = subscriptions.subscribe(request.user, data, request.headers.get("User-Agent", ""))
     except ValidationError as error:
         return invalid(error.message_dict)
-    subscriptions.remember_in_session(request.session, subscription)
+    lifetime.remember_in_session(request.session, subscription)
     return JsonResponse({"id": subscription.pk}, status=201 if created else 200)
 
 
@@ -345,5 +345,5 @@ def push_subscription_held(request):
             "This user has no subscription of that endpoint (it ended with a logout, or is "
             "another user's): the browser should drop it.",
         )
-    subscriptions.remember_in_session(request.session, subscription)
+    lifetime.remember_in_session(request.session, subscription)
     return JsonResponse({"id": subscription.pk})

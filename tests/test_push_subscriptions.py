@@ -29,6 +29,8 @@ KEYS = {
     "NOTIFICATIONS_PUSH_SERVICES": [SERVICE, "https://*.notify.windows.com"],
 }
 push_on = override_settings(**KEYS)
+MD5 = "django.contrib.auth.hashers.MD5PasswordHasher"
+PBKDF2 = "django.contrib.auth.hashers.PBKDF2PasswordHasher"
 
 
 def ids(messages):
@@ -243,6 +245,42 @@ def test_a_subscription_found_held_is_tied_to_the_new_login_too():
     again = client_for(user)  # a new login in the same browser: the widget's page asks
     assert held(again, device).status_code == 200
     again.logout()
+    assert not PushSubscription.objects.exists()
+
+
+@push_on
+def test_a_new_password_ends_every_devices_subscription_as_it_ends_the_other_sessions():
+    user, other = make_user(), make_user()
+    with override_settings(PASSWORD_HASHERS=[MD5]):
+        user.set_password("secret")
+        user.save()
+    for name in ["phone", "laptop"]:
+        send(client_for(user), "post", Device(f"{SERVICE}/send/{name}").to_json())
+    send(client_for(other), "post", Device(f"{SERVICE}/send/other").to_json())
+    user.first_name = "Renamed"
+    user.save()  # any other change ends nothing
+    assert PushSubscription.objects.filter(user=user).count() == 2
+    with override_settings(PASSWORD_HASHERS=[PBKDF2, MD5]):
+        assert user.check_password("secret")  # a login upgrades the hash: no new password
+    user.refresh_from_db()
+    assert user.password.startswith("pbkdf2_")
+    assert PushSubscription.objects.filter(user=user).count() == 2
+
+    user.set_password("a new one")
+    user.save()
+    assert list(PushSubscription.objects.values_list("user", flat=True)) == [other.pk]
+
+
+@push_on
+def test_a_session_holding_what_it_should_not_ends_nothing_and_breaks_nothing():
+    user = make_user()
+    client = client_for(user)
+    session = client.session
+    session["notifications.push_subscriptions"] = "not a list"
+    session.save()
+    device = Device(f"{SERVICE}/send/odd")
+    assert send(client, "post", device.to_json()).status_code == 201  # the session's value replaced
+    client.logout()
     assert not PushSubscription.objects.exists()
 
 

@@ -7,11 +7,7 @@ encrypt for those keys and POST to that endpoint: a point that is not on the cur
 every push, and an endpoint outside the push services (NOTIFICATIONS_PUSH_SERVICES) would let a
 user make the relay POST into the site's own network.
 
-A subscription lasts as long as the login that made it: its id is kept in that session, and
-logging out (django.contrib.auth.logout) deletes it, so a shared computer stops showing the
-pushes of whoever logged out. The widget asks, on each page, whether the server still holds the
-browser's subscription for the user there (`held`), and drops it from the browser when not:
-that covers a login as someone else without a logout, and renews the tie in a new session.
+How long a subscription lasts (the login that made it) is lifetime.py's.
 """
 
 import fnmatch
@@ -20,7 +16,6 @@ from datetime import timezone as dt_timezone
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.contrib.auth import user_logged_out
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
@@ -32,9 +27,6 @@ from .vapid import b64url_decode
 
 MAX_ENDPOINT = PushSubscription._meta.get_field("endpoint").max_length
 MAX_USER_AGENT = PushSubscription._meta.get_field("user_agent").max_length
-# The ids of the subscriptions made (or found held, see `held`) in a login session.
-SESSION_KEY = "notifications.push_subscriptions"
-SESSION_LIMIT = 20  # a browser holds one at a time; older ids are of subscriptions it dropped
 
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -132,31 +124,11 @@ def subscribe(user, data, user_agent=""):
         return subscriptions.update_or_create(endpoint=endpoint, defaults=fields)
 
 
-def remember_in_session(session, subscription):
-    """Tie `subscription` to this login session: logging out of it ends the subscription."""
-    ids = session.get(SESSION_KEY, [])
-    if subscription.pk not in ids:
-        session[SESSION_KEY] = [*ids, subscription.pk][-SESSION_LIMIT:]
-
-
 def held(user, endpoint):
     """The user's subscription of `endpoint`, or None; ValidationError when no endpoint is named."""
     if not isinstance(endpoint, str) or not endpoint:
         raise ValidationError({"endpoint": [_("Name the subscription's endpoint: ?endpoint=<URL>.")]})
     return PushSubscription.objects.filter(user_id=user.pk, endpoint=endpoint).first()
-
-
-def end_with_logout(sender, request, user, **kwargs):
-    """Delete the subscriptions made in the session logging out (before Django flushes it)."""
-    if user is None or request is None or not hasattr(request, "session"):
-        return
-    ids = request.session.get(SESSION_KEY)
-    if ids:
-        PushSubscription.objects.filter(user_id=user.pk, pk__in=ids).delete()
-
-
-def connect():
-    user_logged_out.connect(end_with_logout, dispatch_uid="notifications.push_subscriptions.logout")
 
 
 def unsubscribe(user, data):
