@@ -305,6 +305,7 @@ class PushSubscriptionAdmin(ReadOnlyAdmin):
     """Users' devices (Web Push): seen, and deleted (the device gets no more pushes), never edited."""
 
     list_display = ["id", "user", "user_agent", "created_at", "last_success_at", "last_failure_at"]
+    exclude = ["login_id"]  # which login made it: an id that means nothing to a reader
     list_select_related = ["user"]
     search_fields = ["user__username", "user_agent"]
     raw_id_fields = ["user"]

@@ -344,6 +344,15 @@ def check_push(app_configs, **kwargs):
                     id="notifications.E032",
                 )
             )
+    if not isinstance(app_settings.NOTIFICATIONS_PUSH_ENDS_AT_LOGOUT, bool):
+        errors.append(
+            Error(
+                f"NOTIFICATIONS_PUSH_ENDS_AT_LOGOUT must be True or False, not {app_settings.NOTIFICATIONS_PUSH_ENDS_AT_LOGOUT!r}.",
+                hint="True (the default): logging out ends the push subscriptions made in that login; "
+                "False: a device keeps getting its user's pushes after they log out of it.",
+                id="notifications.E034",
+            )
+        )
     malformed = _malformed_services(app_settings.NOTIFICATIONS_PUSH_SERVICES)
     if malformed:
         errors.append(

@@ -49,6 +49,9 @@ DEFAULTS = {
     # Seconds a push service keeps a message for a device that is offline; events older than this
     # when a relay reads them (relays were down) are not pushed.
     "NOTIFICATIONS_PUSH_TTL": 24 * 3600,
+    # Whether logging out ends the push subscriptions made in that login (webpush.lifetime): a
+    # shared computer then stops showing the pushes of whoever logged out.
+    "NOTIFICATIONS_PUSH_ENDS_AT_LOGOUT": True,
     # Origins of the push services subscriptions may name ("https://*.example.com": any subdomain).
     # The relay POSTs to a subscription's endpoint: a user must not be able to point it at a
     # service inside your network.

@@ -222,6 +222,9 @@ class PushSubscription(models.Model):
     auth = models.CharField(_("auth secret"), max_length=40)
     # The browser that subscribed, so the user and the admin can tell devices apart.
     user_agent = models.CharField(_("browser"), max_length=255, blank=True)
+    # The login (its id in the session, webpush.lifetime) that made it or last found it held:
+    # logging out of it ends the subscription.
+    login_id = models.CharField(_("login"), max_length=43, blank=True, default="", db_index=True)
     # When the push service will drop the subscription by itself (PushSubscription.expirationTime).
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)

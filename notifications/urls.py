@@ -14,5 +14,6 @@ urlpatterns = [
     path("api/read-all/", views.mark_all_read, name="api-read-all"),
     path("api/preferences/", views.preferences_view, name="api-preferences"),
     path("api/push-subscriptions/", views.push_subscriptions, name="api-push-subscriptions"),
+    path("api/push-subscriptions/held/", views.push_subscription_held, name="api-push-subscription-held"),
     path("unsubscribe/<str:token>/", unsubscribe.digest_unsubscribe, name="digest-unsubscribe"),
 ]

@@ -306,19 +306,16 @@ def preferences_view(request):
     return JsonResponse(preferences_body(request.user))
 
 
-@api_view("GET", "POST", "DELETE")
+@api_view("POST", "DELETE")
 def push_subscriptions(request):
     """
     Subscribe this device to Web Push (POST the browser's PushSubscription.toJSON(): 201, or 200
-    when the endpoint was known), or unsubscribe it (DELETE {"endpoint": ...}: 204); whether the
-    server holds it for this user (GET ?endpoint=: 200, or 404 not_subscribed). 404
-    push_disabled while the site has no VAPID keys. Each subscription posted or found held is
-    tied to this login session: logging out ends it (webpush.lifetime).
+    when the endpoint was known), or unsubscribe it (DELETE {"endpoint": ...}: 204). 404
+    push_disabled while the site has no VAPID keys. A subscription ends with the login that
+    made it (webpush.lifetime).
     """
     if not vapid.enabled():
-        return json_error(404, "push_disabled", "Web Push is not configured on this site.")
-    if request.method == "GET":
-        return push_subscription_held(request)
+        return push_disabled()
     data, refused = parsed_body(request)
     if refused is not None:
         return refused
@@ -326,24 +323,39 @@ def push_subscriptions(request):
         if request.method == "DELETE":
             subscriptions.unsubscribe(request.user, data)
             return HttpResponse(status=204)
-        subscription, created = subscriptions.subscribe(request.user, data, request.headers.get("User-Agent", ""))
+        user_agent = request.headers.get("User-Agent", "")
+        subscription, created = subscriptions.subscribe(request.user, data, user_agent, lifetime.login_id(request))
     except ValidationError as error:
         return invalid(error.message_dict)
-    lifetime.remember_in_session(request.session, subscription)
     return JsonResponse({"id": subscription.pk}, status=201 if created else 200)
 
 
+@api_view("POST")
 def push_subscription_held(request):
+    """
+    Whether the server holds this browser's subscription for this user (POST {"endpoint"}: 200
+    {"id"}, taken over by this login; 404 not_subscribed: the browser should drop it). A POST,
+    not a GET: the endpoint stays out of URLs and their logs, and the answer changes the row.
+    """
+    if not vapid.enabled():
+        return push_disabled()
+    data, refused = parsed_body(request)
+    if refused is not None:
+        return refused
     try:
-        subscription = subscriptions.held(request.user, request.GET.get("endpoint"))
+        subscription = subscriptions.held(request.user, data)
     except ValidationError as error:
         return invalid(error.message_dict)
     if subscription is None:
         return json_error(
             404,
             "not_subscribed",
-            "This user has no subscription of that endpoint (it ended with a logout, or is "
-            "another user's): the browser should drop it.",
+            "This user has no subscription of that endpoint (it ended with a logout or a new "
+            "password, or is another user's): the browser should drop it.",
         )
-    lifetime.remember_in_session(request.session, subscription)
+    lifetime.take_over(subscription, lifetime.login_id(request))
     return JsonResponse({"id": subscription.pk})
+
+
+def push_disabled():
+    return json_error(404, "push_disabled", "Web Push is not configured on this site.")

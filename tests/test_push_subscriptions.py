@@ -8,18 +8,22 @@ import io
 import json
 
 import pytest
+from django.contrib.auth import SESSION_KEY
 from django.core.management import call_command
+from django.db import OperationalError
+from django.db.models import QuerySet
 from django.test import Client, override_settings
 
 from notifications import checks
 from notifications.models import PushSubscription
 from notifications.templatetags.notifications import notifications_widget
-from notifications.webpush import vapid
+from notifications.webpush import lifetime, vapid
 
 from .factories import make_user
 from .pushservice import Device, b64url
 
 URL = "/notifications/api/push-subscriptions/"
+HELD_URL = "/notifications/api/push-subscriptions/held/"
 SERVICE = "https://push.example.net"
 PRIVATE, PUBLIC = vapid.generate()
 KEYS = {
@@ -43,9 +47,9 @@ def client_for(user, **kwargs):
     return client
 
 
-def send(client, method, body, **extra):
+def send(client, method, body, path=URL, **extra):
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return getattr(client, method)(URL, data, content_type="application/json", **extra)
+    return getattr(client, method)(path, data, content_type="application/json", **extra)
 
 
 # Settings, checks, the key command ------------------------------------------------------------------
@@ -79,6 +83,7 @@ def test_generate_vapid_keys_prints_a_pair_the_checks_accept():
         ({"NOTIFICATIONS_PUSH_RATE": 0}, ["notifications.E032"]),
         ({"NOTIFICATIONS_PUSH_TTL": "1d"}, ["notifications.E032"]),
         ({"NOTIFICATIONS_PUSH_SERVICES": "https://fcm.googleapis.com"}, ["notifications.E033"]),
+        ({"NOTIFICATIONS_PUSH_ENDS_AT_LOGOUT": "yes"}, ["notifications.E034"]),
         ({"NOTIFICATIONS_PUSH_SERVICES": ["https://fcm.googleapis.com/fcm/send"]}, ["notifications.E033"]),
     ],
 )
@@ -194,21 +199,34 @@ def test_the_endpoint_needs_a_login_and_a_csrf_token():
 
 def test_without_keys_the_endpoint_says_push_disabled():
     client = client_for(make_user())
-    response = send(client, "post", Device(f"{SERVICE}/send/1").to_json())
-    assert (response.status_code, response.json()["error"]) == (404, "push_disabled")
-    response = client.get(URL, {"endpoint": f"{SERVICE}/send/1"})
-    assert (response.status_code, response.json()["error"]) == (404, "push_disabled")
+    device = Device(f"{SERVICE}/send/1")
+    for response in [send(client, "post", device.to_json()), held(client, device)]:
+        assert (response.status_code, response.json()["error"]) == (404, "push_disabled")
+
+
+@push_on
+@pytest.mark.parametrize("endpoint", [f"{SERVICE}/send/a\x00b", f"{SERVICE}/send/a b", f"{SERVICE}/send/\u2028"])
+def test_an_endpoint_with_spaces_or_control_characters_gets_400_on_every_method(endpoint):
+    client = client_for(make_user())
+    for response in [
+        send(client, "post", {**VALID, "endpoint": endpoint}),
+        send(client, "delete", {"endpoint": endpoint}),
+        send(client, "post", {"endpoint": endpoint}, path=HELD_URL),
+    ]:
+        assert (response.status_code, list(response.json()["errors"])) == (400, ["endpoint"])
+    assert not PushSubscription.objects.exists()
 
 
 # A subscription lasts as long as the login that made it ------------------------------------------------
 
 
 def held(client, device):
-    return client.get(URL, {"endpoint": device.endpoint})
+    """What the widget's page asks of the browser's subscription."""
+    return send(client, "post", {"endpoint": device.endpoint}, path=HELD_URL)
 
 
 @push_on
-def test_get_says_whether_the_server_holds_this_browsers_subscription_for_this_user():
+def test_the_server_says_whether_it_holds_this_browsers_subscription_for_this_user():
     owner, other = make_user(), make_user()
     device = Device(f"{SERVICE}/send/mine")
     created = send(client_for(owner), "post", device.to_json()).json()
@@ -217,13 +235,14 @@ def test_get_says_whether_the_server_holds_this_browsers_subscription_for_this_u
     response = held(client_for(other), device)  # a subscription is its user's alone
     assert (response.status_code, response.json()["error"]) == (404, "not_subscribed")
     assert held(client_for(owner), Device(f"{SERVICE}/send/unknown")).status_code == 404
-    response = client_for(owner).get(URL)
+    response = send(client_for(owner), "post", {}, path=HELD_URL)
     assert (response.status_code, list(response.json()["errors"])) == (400, ["endpoint"])
     assert held(Client(), device).status_code == 401
+    assert client_for(owner).get(HELD_URL, {"endpoint": device.endpoint}).status_code == 405  # never in a URL
 
 
 @push_on
-def test_logging_out_ends_the_subscriptions_made_in_that_session_only():
+def test_logging_out_ends_the_subscriptions_made_in_that_login_only():
     user = make_user()
     shared_computer, phone = client_for(user), client_for(user)
     left_behind = Device(f"{SERVICE}/send/shared-computer")
@@ -233,19 +252,31 @@ def test_logging_out_ends_the_subscriptions_made_in_that_session_only():
 
     shared_computer.logout()  # django.contrib.auth.logout, as the site's logout view calls it
     assert list(PushSubscription.objects.values_list("endpoint", flat=True)) == [kept.endpoint]
-    client_for(user).logout()  # a session that made none ends none
+    client_for(user).logout()  # a login that made none ends none
     assert PushSubscription.objects.filter(endpoint=kept.endpoint).exists()
 
 
 @push_on
-def test_a_subscription_found_held_is_tied_to_the_new_login_too():
+def test_a_subscription_found_held_is_taken_over_by_the_new_login():
     user = make_user()
     device = Device(f"{SERVICE}/send/laptop")
-    send(client_for(user), "post", device.to_json())  # that session expires without a logout
+    first = client_for(user)
+    send(first, "post", device.to_json())  # that login's session expires without a logout
     again = client_for(user)  # a new login in the same browser: the widget's page asks
     assert held(again, device).status_code == 200
+    first.logout()  # the old login no longer holds it
+    assert PushSubscription.objects.exists()
     again.logout()
     assert not PushSubscription.objects.exists()
+
+
+@push_on
+@override_settings(NOTIFICATIONS_PUSH_ENDS_AT_LOGOUT=False)
+def test_a_site_can_keep_subscriptions_past_logout():
+    client = client_for(make_user())
+    send(client, "post", Device(f"{SERVICE}/send/own-phone").to_json())
+    client.logout()
+    assert PushSubscription.objects.exists()
 
 
 @push_on
@@ -272,16 +303,31 @@ def test_a_new_password_ends_every_devices_subscription_as_it_ends_the_other_ses
 
 
 @push_on
-def test_a_session_holding_what_it_should_not_ends_nothing_and_breaks_nothing():
-    user = make_user()
-    client = client_for(user)
+def test_a_session_holding_no_login_id_ties_nothing_and_breaks_no_logout():
+    client = client_for(make_user())
     session = client.session
-    session["notifications.push_subscriptions"] = "not a list"
+    session[lifetime.SESSION_KEY] = 42  # a session from before the app gave logins an id, or tampered with
     session.save()
-    device = Device(f"{SERVICE}/send/odd")
-    assert send(client, "post", device.to_json()).status_code == 201  # the session's value replaced
+    assert send(client, "post", Device(f"{SERVICE}/send/odd").to_json()).status_code == 201
     client.logout()
-    assert not PushSubscription.objects.exists()
+    assert SESSION_KEY not in client.session  # logged out
+    assert PushSubscription.objects.exists()  # tied to no login: it stays until the page drops it
+
+
+@push_on
+def test_a_database_error_at_logout_is_logged_and_does_not_stop_the_logout(monkeypatch, caplog):
+    client = client_for(make_user())
+    send(client, "post", Device(f"{SERVICE}/send/during-outage").to_json())
+
+    def unreachable(queryset):
+        raise OperationalError("the database is gone")
+
+    monkeypatch.setattr(QuerySet, "delete", unreachable)
+    client.logout()
+    monkeypatch.undo()
+    assert SESSION_KEY not in client.session
+    assert "Could not end the push subscriptions" in caplog.text
+    assert "next time a page with the widget loads" in caplog.text
 
 
 @push_on
@@ -307,6 +353,7 @@ def test_the_widget_names_the_endpoint_and_service_worker_and_the_key_only_when_
     user = make_user()
     config = widget_config(user)
     assert config["push-subscriptions-url"] == URL
+    assert config["push-held-url"] == HELD_URL
     assert config["service-worker-url"] == "/static/notifications/sw.js?title=New+notification"
     assert "vapid-public-key" not in config
     with push_on:
@@ -322,3 +369,18 @@ def test_a_body_that_is_not_json_gets_400_and_one_too_large_413(settings):
     response = send(client, "post", {**VALID, "padding": "x" * 200})
     assert (response.status_code, response.json()["error"]) == (413, "too_large")
     assert not PushSubscription.objects.exists()
+
+
+@push_on
+def test_the_admin_shows_a_device_read_only_without_its_login_id(admin_client):
+    user = make_user("phone-owner")
+    client = client_for(user)
+    send(client, "post", Device(f"{SERVICE}/send/seen-in-admin").to_json(), HTTP_USER_AGENT="Firefox on a phone")
+    subscription = PushSubscription.objects.get()
+    assert subscription.login_id  # tied to the login
+    page = admin_client.get(f"/admin/notifications/pushsubscription/{subscription.pk}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Firefox on a phone" in text and "phone-owner" in text
+    assert subscription.login_id not in text
+    assert 'name="user_agent"' not in text  # nothing to edit

@@ -76,6 +76,7 @@ def notifications_widget(context, topics=DEFAULT_TOPICS):
         "csrf-token": _csrf_token(context, request),
         "topics": " ".join(_topics(topics)),
         "push-subscriptions-url": reverse("notifications:api-push-subscriptions"),
+        "push-held-url": reverse("notifications:api-push-subscription-held"),
         # The service worker's title for a push it cannot read, in the user's language.
         "service-worker-url": static("notifications/sw.js") + "?" + urlencode({"title": gettext("New notification")}),
         "catalog": widget_strings.catalog_json(),

@@ -45,11 +45,19 @@ def endpoint_allowed(endpoint):
     return any(fnmatch.fnmatchcase(origin, service.lower().rstrip("/")) for service in app_settings.NOTIFICATIONS_PUSH_SERVICES)
 
 
-def clean_endpoint(endpoint):
+def endpoint_text(endpoint, missing):
+    """`endpoint` if it could be one (a URL's text, stored as it is); ValidationError(`missing`) when there is none."""
     if not isinstance(endpoint, str) or not endpoint:
-        raise ValidationError(_("Send the subscription's endpoint URL."))
+        raise ValidationError(missing)
     if len(endpoint) > MAX_ENDPOINT:
         raise ValidationError(_("An endpoint is at most %(max)d characters long.") % {"max": MAX_ENDPOINT})
+    if any(char.isspace() or not char.isprintable() for char in endpoint):
+        raise ValidationError(_("An endpoint is a URL: no spaces or control characters."))
+    return endpoint
+
+
+def clean_endpoint(endpoint):
+    endpoint_text(endpoint, _("Send the subscription's endpoint URL."))
     if not endpoint_allowed(endpoint):
         raise ValidationError(_("This endpoint is not on a push service the site sends to (NOTIFICATIONS_PUSH_SERVICES)."))
     return endpoint
@@ -109,12 +117,13 @@ def clean(data):
     return cleaned
 
 
-def subscribe(user, data, user_agent=""):
+def subscribe(user, data, user_agent="", login_id=""):
     """
-    Store (or update) the subscription `data` describes for `user`: (subscription, created).
-    An endpoint already stored for another user becomes this one's: the browser is theirs now.
+    Store (or update) the subscription `data` describes for `user`, made in the login
+    `login_id` (webpush.lifetime): (subscription, created). An endpoint already stored for
+    another user becomes this one's: the browser is theirs now.
     """
-    fields = {**clean(data), "user_id": user.pk, "user_agent": (user_agent or "")[:MAX_USER_AGENT]}
+    fields = {**clean(data), "user_id": user.pk, "user_agent": (user_agent or "")[:MAX_USER_AGENT], "login_id": login_id}
     endpoint = fields.pop("endpoint")
     subscriptions = PushSubscription.objects.using(router.db_for_write(PushSubscription))
     try:
@@ -124,18 +133,27 @@ def subscribe(user, data, user_agent=""):
         return subscriptions.update_or_create(endpoint=endpoint, defaults=fields)
 
 
-def held(user, endpoint):
-    """The user's subscription of `endpoint`, or None; ValidationError when no endpoint is named."""
-    if not isinstance(endpoint, str) or not endpoint:
-        raise ValidationError({"endpoint": [_("Name the subscription's endpoint: ?endpoint=<URL>.")]})
-    return PushSubscription.objects.filter(user_id=user.pk, endpoint=endpoint).first()
+def _named_endpoint(data, missing):
+    try:
+        return endpoint_text(data.get("endpoint") if isinstance(data, dict) else None, missing)
+    except ValidationError as error:
+        raise ValidationError({"endpoint": error.messages}) from None
+
+
+def held(user, data):
+    """
+    The user's subscription of `data["endpoint"]`, or None; ValidationError when it names none.
+    Read from the database written to: a replica behind it would say "not held" of one just
+    made, and the browser would drop it.
+    """
+    endpoint = _named_endpoint(data, _("Send the endpoint of the subscription to look for."))
+    subscriptions = PushSubscription.objects.using(router.db_for_write(PushSubscription))
+    return subscriptions.filter(user_id=user.pk, endpoint=endpoint).first()
 
 
 def unsubscribe(user, data):
     """Forget the user's subscription of `data["endpoint"]`; ValidationError when it names none."""
-    endpoint = data.get("endpoint") if isinstance(data, dict) else None
-    if not isinstance(endpoint, str) or not endpoint:
-        raise ValidationError({"endpoint": [_("Send the endpoint of the subscription to remove.")]})
+    endpoint = _named_endpoint(data, _("Send the endpoint of the subscription to remove."))
     PushSubscription.objects.filter(user_id=user.pk, endpoint=endpoint).delete()
 
 

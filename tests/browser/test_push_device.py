@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PUSH_SERVICE = "https://push.example.com"
 # The browser's PushManager, as a push service would answer it: the subscription `json` (what
 # toJSON() gives), made with the key the page passes; what was asked is kept for the test. Like
-# a real one, the subscription outlives the page (kept in the tab's sessionStorage).
+# a real one, the subscription outlives the page and is the same in every tab (localStorage).
 FAKE_PUSH_MANAGER = """
 (() => {
   const json = %s;
@@ -40,7 +40,7 @@ FAKE_PUSH_MANAGER = """
     options: {userVisibleOnly: true, applicationServerKey: new Uint8Array(key).buffer},
     toJSON: () => json,
     unsubscribe: async () => {
-      sessionStorage.removeItem("fakePushKey");
+      localStorage.removeItem("fakePushKey");
       window.__pushUnsubscribed += 1;
       return true;
     },
@@ -48,13 +48,13 @@ FAKE_PUSH_MANAGER = """
   window.__pushAsked = [];
   window.__pushUnsubscribed = 0;
   PushManager.prototype.getSubscription = async function () {
-    const key = sessionStorage.getItem("fakePushKey");
+    const key = localStorage.getItem("fakePushKey");
     return key ? made(JSON.parse(key)) : null;
   };
   PushManager.prototype.subscribe = async function (options) {
     const key = Array.from(new Uint8Array(options.applicationServerKey));
     window.__pushAsked.push({userVisibleOnly: options.userVisibleOnly, key});
-    sessionStorage.setItem("fakePushKey", JSON.stringify(key));
+    localStorage.setItem("fakePushKey", JSON.stringify(key));
     return made(key);
   };
 })();
@@ -203,3 +203,63 @@ def test_a_subscription_the_server_holds_for_the_user_stays_from_page_to_page(pu
     assert widget.page.evaluate("window.__pushUnsubscribed") == 0
     log_out(widget)
     assert not PushSubscription.objects.exists()  # the new session ended it
+
+
+# Holds the page's POSTs to the push-subscriptions endpoint until window.releasePost() is called.
+HOLD_SUBSCRIBING = """
+(url) => {
+  const fetchNow = window.fetch;
+  let release;
+  const released = new Promise((resolve) => (release = resolve));
+  window.releasePost = release;
+  window.fetch = async (input, init = {}) => {
+    if (String(input).endsWith(url) && init.method === "POST") await released;
+    return fetchNow(input, init);
+  };
+}
+"""
+WAITING_FOR_THE_LOCK = """
+async () => (await navigator.locks.query()).pending.some((lock) => lock.name === "notifications-push-subscription")
+"""
+
+
+def test_a_tab_opened_while_another_subscribes_does_not_drop_the_new_subscription(push_site, browsers_on):
+    user = make_user("two-tabs", superuser=True)
+    browsers = browsers_on(push_site)
+    device = Device(f"{PUSH_SERVICE}/send/two-tabs")
+    first = browsers.open(user, "/admin/", init_script=FAKE_PUSH_MANAGER % json.dumps(device.to_json()), permissions=["notifications"])
+    first.page.evaluate(HOLD_SUBSCRIBING, "/notifications/api/push-subscriptions/")
+    panel = Panel(first)
+    panel.element.get_by_role("button", name="Notify me on this device").click()
+    first.page.wait_for_function("localStorage.getItem('fakePushKey') !== null")  # subscribed, the server not told yet
+
+    # A second tab's page asks whether the server holds the browser's subscription: not yet.
+    second = browsers.new_page(first, "/admin/")
+    second.wait_live()
+    second.page.wait_for_function(WAITING_FOR_THE_LOCK)  # it waits for the first tab to be done
+    with second.page.expect_response("**/push-subscriptions/held/") as answer:
+        first.page.evaluate("window.releasePost()")
+    assert answer.value.status == 200
+    expect(panel.element.locator("[data-ntf-device]")).to_contain_text("This device gets push notifications.")
+    expect(device_status(second)).to_have_text("This device gets push notifications.")
+    assert second.page.evaluate("localStorage.getItem('fakePushKey')") is not None  # still subscribed
+    assert PushSubscription.objects.filter(user_id=user.pk, endpoint=device.endpoint).exists()
+
+
+def answering(status, body):
+    return lambda route: route.fulfill(status=status, json=body)
+
+
+def test_a_check_without_a_clear_answer_leaves_the_subscription_alone(push_site, browsers_on):
+    user = make_user("unsure", superuser=True)
+    browsers = browsers_on(push_site)
+    widget = subscribed_through_the_panel(browsers, user, Device(f"{PUSH_SERVICE}/send/unsure"))
+    PushSubscription.objects.all().delete()  # a 404 now would drop it: the answers below are not one
+    for status, body in [(503, {"error": "unavailable", "message": "Redis is unreachable"}), (401, {"error": "not_authenticated"})]:
+        widget.page.route("**/push-subscriptions/held/", answering(status, body))
+        with widget.page.expect_response("**/push-subscriptions/held/") as answer:
+            widget.page.reload()
+        assert answer.value.status == status
+        widget.page.unroute("**/push-subscriptions/held/")
+        expect(device_status(widget)).to_have_text("This device gets push notifications.")
+        assert widget.page.evaluate("window.__pushUnsubscribed") == 0

@@ -20,6 +20,7 @@ export function pushConfig(data, csrfToken) {
     vapidPublicKey: data.vapidPublicKey,
     serviceWorkerUrl: data.serviceWorkerUrl || "",
     subscriptionsUrl: data.pushSubscriptionsUrl || "",
+    heldUrl: data.pushHeldUrl || "",
     csrfToken,
   };
   config.checked = dropSubscriptionNotHeld(config).catch(() => {});
@@ -71,7 +72,6 @@ export class DeviceControl {
     this.busy = true;
     this.say(this.subscribed ? _("Stopping…") : _("Subscribing this device…"));
     try {
-      await this.config.checked; // or the page's check could drop the subscription this makes
       if (this.subscribed) await unsubscribeDevice(this.config);
       else await subscribeDevice(this.config);
       this.subscribed = !this.subscribed;

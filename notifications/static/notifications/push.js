@@ -56,23 +56,38 @@ export async function deviceSubscribed({ serviceWorkerUrl }) {
 }
 
 /**
- * Drop this browser's subscription when the server does not hold it for the user on this page
- * (GET `?endpoint=`: 404): it ended with a logout, or was made by someone who used this browser
- * before. Its pushes then stop at the push service, and the device control says what is true.
- * Any other answer (the server unreachable, push turned off) leaves it be.
+ * Run `work` while no other tab of the site changes or checks this browser's subscription (a
+ * browser holds one for every tab): a check in one tab must not drop the subscription another
+ * tab has made but not yet told the server. Where Web Locks are missing, `work` just runs.
  *
- * @param {{serviceWorkerUrl: string, subscriptionsUrl: string}} options
+ * @template T
+ * @param {() => Promise<T>} work
+ * @returns {Promise<T>}
  */
-export async function dropSubscriptionNotHeld({ serviceWorkerUrl, subscriptionsUrl }) {
-  const subscription = await currentSubscription(serviceWorkerUrl);
-  if (!subscription || !subscriptionsUrl) return;
-  const url = new URL(subscriptionsUrl, window.location.href);
-  url.searchParams.set("endpoint", subscription.endpoint);
-  try {
-    await requestJson(url.href);
-  } catch (error) {
-    if (error.status === 404 && error.body && error.body.error === "not_subscribed") await subscription.unsubscribe();
-  }
+function alone(work) {
+  return navigator.locks ? navigator.locks.request("notifications-push-subscription", work) : work();
+}
+
+/**
+ * Drop this browser's subscription when the server does not hold it for the user on this page
+ * (POST {"endpoint"} to `heldUrl`: 404 not_subscribed): it ended with a logout or a new password,
+ * or was made by someone who used this browser before. Its pushes then stop at the push service,
+ * and the device control says what is true. Any other answer (the server unreachable, push
+ * turned off) leaves it be.
+ *
+ * @param {{serviceWorkerUrl: string, heldUrl: string, csrfToken: string}} options
+ */
+export async function dropSubscriptionNotHeld({ serviceWorkerUrl, heldUrl, csrfToken }) {
+  if (!heldUrl) return;
+  await alone(async () => {
+    const subscription = await currentSubscription(serviceWorkerUrl);
+    if (!subscription) return;
+    try {
+      await requestJson(heldUrl, { method: "POST", json: { endpoint: subscription.endpoint }, csrfToken });
+    } catch (error) {
+      if (error.status === 404 && error.body && error.body.error === "not_subscribed") await subscription.unsubscribe();
+    }
+  });
 }
 
 /** The registration's worker once it is active: a subscription needs one. */
@@ -105,6 +120,10 @@ export async function subscribeDevice({ vapidPublicKey, serviceWorkerUrl, subscr
   if (permission !== "granted") {
     throw new PushError("denied", _("Notifications are not allowed for this site: allow them in the browser's site settings, then try again."));
   }
+  await alone(() => subscribeLocked(key, serviceWorkerUrl, subscriptionsUrl, csrfToken));
+}
+
+async function subscribeLocked(key, serviceWorkerUrl, subscriptionsUrl, csrfToken) {
   let subscription;
   try {
     const registered = await activated(await navigator.serviceWorker.register(serviceWorkerUrl));
@@ -132,7 +151,11 @@ export async function subscribeDevice({ vapidPublicKey, serviceWorkerUrl, subscr
  *
  * @param {{serviceWorkerUrl: string, subscriptionsUrl: string, csrfToken: string}} options
  */
-export async function unsubscribeDevice({ serviceWorkerUrl, subscriptionsUrl, csrfToken }) {
+export function unsubscribeDevice({ serviceWorkerUrl, subscriptionsUrl, csrfToken }) {
+  return alone(() => unsubscribeLocked(serviceWorkerUrl, subscriptionsUrl, csrfToken));
+}
+
+async function unsubscribeLocked(serviceWorkerUrl, subscriptionsUrl, csrfToken) {
   const subscription = await currentSubscription(serviceWorkerUrl);
   if (!subscription) return;
   try {
