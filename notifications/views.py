@@ -314,9 +314,7 @@ def push_subscriptions(request):
     push_disabled while the site has no VAPID keys. A subscription ends with the login that
     made it (webpush.lifetime).
     """
-    if not vapid.enabled():
-        return push_disabled()
-    data, refused = parsed_body(request)
+    data, refused = push_request_body(request)
     if refused is not None:
         return refused
     try:
@@ -337,9 +335,7 @@ def push_subscription_held(request):
     {"id"}, taken over by this login; 404 not_subscribed: the browser should drop it). A POST,
     not a GET: the endpoint stays out of URLs and their logs, and the answer changes the row.
     """
-    if not vapid.enabled():
-        return push_disabled()
-    data, refused = parsed_body(request)
+    data, refused = push_request_body(request)
     if refused is not None:
         return refused
     try:
@@ -357,5 +353,8 @@ def push_subscription_held(request):
     return JsonResponse({"id": subscription.pk})
 
 
-def push_disabled():
-    return json_error(404, "push_disabled", "Web Push is not configured on this site.")
+def push_request_body(request):
+    """parsed_body(), unless the site has no VAPID keys: then (None, 404 push_disabled)."""
+    if not vapid.enabled():
+        return None, json_error(404, "push_disabled", "Web Push is not configured on this site.")
+    return parsed_body(request)
