@@ -325,6 +325,8 @@ def push_subscriptions(request):
         subscription, created = subscriptions.subscribe(request.user, data, user_agent, lifetime.login_id(request))
     except ValidationError as error:
         return invalid(error.message_dict)
+    if not lifetime.still_valid(subscription, request):  # the login ended meanwhile
+        return json_error(401, "not_authenticated", "Log in first.")
     return JsonResponse({"id": subscription.pk}, status=201 if created else 200)
 
 
@@ -342,14 +344,14 @@ def push_subscription_held(request):
         subscription = subscriptions.held(request.user, data)
     except ValidationError as error:
         return invalid(error.message_dict)
-    if subscription is None:
+    taken = subscription is not None and lifetime.take_over(subscription, lifetime.login_id(request))
+    if subscription is None or (taken and not lifetime.still_valid(subscription, request)):
         return json_error(
             404,
             "not_subscribed",
             "This user has no subscription of that endpoint (it ended with a logout or a new "
             "password, or is another user's): the browser should drop it.",
         )
-    lifetime.take_over(subscription, lifetime.login_id(request))
     return JsonResponse({"id": subscription.pk})
 
 

@@ -26,12 +26,12 @@ export class HttpError extends Error {
  * a CSRF token is sent on anything but GET; `json`, when given, is sent as the JSON body.
  *
  * @param {string} url
- * @param {{method?: string, csrfToken?: string, headers?: Record<string, string>, keepalive?: boolean, credentials?: RequestCredentials, json?: unknown}} [options]
+ * @param {{method?: string, csrfToken?: string, headers?: Record<string, string>, keepalive?: boolean, credentials?: RequestCredentials, json?: unknown, signal?: AbortSignal}} [options]
  */
-export async function requestJson(url, { method = "GET", csrfToken = "", headers = {}, keepalive = false, credentials = "same-origin", json } = {}) {
+export async function requestJson(url, { method = "GET", csrfToken = "", headers = {}, keepalive = false, credentials = "same-origin", json, signal } = {}) {
   const sent = { Accept: "application/json", ...headers };
   if (method !== "GET" && csrfToken) sent["X-CSRFToken"] = csrfToken;
-  const init = { method, headers: sent, credentials, cache: "no-store", keepalive };
+  const init = { method, headers: sent, credentials, cache: "no-store", keepalive, signal };
   if (json !== undefined) {
     sent["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);

@@ -11,6 +11,8 @@
 import { requestJson } from "./http.js";
 import { gettext as _ } from "./i18n.js";
 
+const CHECK_TIMEOUT_MS = 10000;
+
 export class PushError extends Error {
   constructor(code, message) {
     super(message);
@@ -83,7 +85,9 @@ export async function dropSubscriptionNotHeld({ serviceWorkerUrl, heldUrl, csrfT
     const subscription = await currentSubscription(serviceWorkerUrl);
     if (!subscription) return;
     try {
-      await requestJson(heldUrl, { method: "POST", json: { endpoint: subscription.endpoint }, csrfToken });
+      // Not forever: the other tabs wait for this one (alone()).
+      const signal = AbortSignal.timeout ? AbortSignal.timeout(CHECK_TIMEOUT_MS) : undefined;
+      await requestJson(heldUrl, { method: "POST", json: { endpoint: subscription.endpoint }, csrfToken, signal });
     } catch (error) {
       if (error.status === 404 && error.body && error.body.error === "not_subscribed") await subscription.unsubscribe();
     }
