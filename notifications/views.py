@@ -345,7 +345,9 @@ def push_subscription_held(request):
     except ValidationError as error:
         return invalid(error.message_dict)
     taken = subscription is not None and lifetime.take_over(subscription, lifetime.login_id(request))
-    if subscription is None or (taken and not lifetime.still_valid(subscription, request)):
+    if taken and not lifetime.still_valid(subscription, request):
+        subscription = None  # its login ended while this request took it over: deleted
+    if subscription is None:
         return json_error(
             404,
             "not_subscribed",

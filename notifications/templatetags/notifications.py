@@ -16,7 +16,6 @@ also follows that object's topic, shows a banner when someone else changes or de
 says who else has it open (presence-view.js).
 """
 
-
 from django import template
 from django.middleware.csrf import get_token
 from django.templatetags.static import static

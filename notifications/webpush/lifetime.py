@@ -58,11 +58,16 @@ def still_valid(subscription, request):
         ended = bool(login) and bool(redisconf.connection().exists(_ended_key(login)))
     except REDIS_ERRORS:  # as the logout could not mark it either: its deletion is all there is
         ended = False
-    stored = get_user_model()._default_manager.filter(pk=request.user.pk).values_list("password", flat=True).first()
-    if ended or stored != request.user.password:
+    if ended or _stored_password(get_user_model(), request.user.pk) != request.user.password:
         PushSubscription.objects.filter(pk=subscription.pk, login_id=login).delete()
         return False
     return True
+
+
+def _stored_password(user_model, pk):
+    """The user's password hash as last written (the database written to: a replica may lag)."""
+    users = user_model._default_manager.using(router.db_for_write(user_model))
+    return users.filter(pk=pk).values_list("password", flat=True).first()
 
 
 def take_over(subscription, login):
@@ -89,7 +94,7 @@ def end_with_logout(sender, request, user, **kwargs):
     Mark the login ended, then delete its subscriptions. Never stops the logout: Django logs
     the user out after this returns, whatever Redis or the database says.
     """
-    login = login_id(request) if request is not None else ""
+    login = login_id(request)
     if user is None or not login or not app_settings.NOTIFICATIONS_PUSH_ENDS_AT_LOGOUT:
         return
     try:
@@ -115,8 +120,7 @@ def _is_user_model(sender):
 def note_password(sender, instance, raw=False, update_fields=None, **kwargs):
     """Before a save that may write the password: the one stored, to compare after it (one query a save)."""
     if _is_user_model(sender) and not raw and instance.pk is not None and (update_fields is None or "password" in update_fields):
-        stored = sender._default_manager.filter(pk=instance.pk).values_list("password", flat=True).first()
-        instance._notifications_stored_password = stored
+        instance._notifications_stored_password = _stored_password(sender, instance.pk)
 
 
 def end_with_new_password(sender, instance, created, raw=False, **kwargs):
