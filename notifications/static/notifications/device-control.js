@@ -9,6 +9,10 @@ import { button, el, uniqueId } from "./dom.js";
 import { gettext as _ } from "./i18n.js";
 import { deviceSubscribed, dropSubscriptionNotHeld, pushSupported, subscribeDevice, unsubscribeDevice } from "./push.js";
 
+// The page's check of the browser's subscription, by service worker and URL: one a page,
+// however many widgets it has (they share one client the same way).
+const checks = new Map();
+
 /**
  * The push settings of a widget's data-* attributes, or null when the site has no VAPID key.
  * `checked` settles once a subscription the server no longer holds for this user is dropped
@@ -23,7 +27,9 @@ export function pushConfig(data, csrfToken) {
     heldUrl: data.pushHeldUrl || "",
     csrfToken,
   };
-  config.checked = dropSubscriptionNotHeld(config).catch(() => {});
+  const key = `${config.serviceWorkerUrl} ${config.heldUrl}`;
+  if (!checks.has(key)) checks.set(key, dropSubscriptionNotHeld(config).catch(() => {}));
+  config.checked = checks.get(key);
   return config;
 }
 
